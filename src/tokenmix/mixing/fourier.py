@@ -1,0 +1,123 @@
+"""FNet's Fourier mixing: the real part of a 2D DFT over the (sequence, hidden) axes.
+
+    Re(F_seq X F_hid) = C_seq X C_hid - S_seq X S_hid        (C, S: cosine and sine DFT matrices)
+
+Two implementations compute the same function:
+
+* ``fft``: ``torch.fft.fftn`` over the last two axes; O(L d log(L d)), the fastest on CPU and GPU in
+  float32 (the official code's default, ``use_fft=True``).
+* ``matmul``: the identity above in real arithmetic with cached cosine/sine matrices. No complex
+  tensors, so it runs under ``torch.compile``, ONNX export and on backends without FFT. It uses the
+  conjugate symmetry of a real signal's spectrum to touch only the d//2+1 non-redundant hidden
+  frequencies, which halves its FLOPs.
+
+``auto`` picks ``matmul`` while compiling/exporting and ``fft`` otherwise. Both run in float32 even
+under bf16/fp16 autocast (cuFFT half precision only handles power-of-two sizes, and a sum over L*d
+terms in half precision loses the low-order bits), then cast back to the input dtype.
+
+The map is linear and symmetric (C and S are symmetric matrices), so its gradient is the same
+transform applied to the incoming gradient: a custom autograd function uses that and saves nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..utils import is_tracing
+from . import register_mixer
+
+
+@lru_cache(maxsize=32)
+def _cos_sin(n: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of 2*pi*j*k/n for j < n, k < cols; the product j*k is reduced mod n in exact
+    integer arithmetic first so long sequences keep full precision."""
+    j = torch.arange(n, dtype=torch.int64).unsqueeze(1)
+    k = torch.arange(cols, dtype=torch.int64).unsqueeze(0)
+    angle = (j * k % n).to(torch.float64) * (2 * math.pi / n)
+    return torch.cos(angle).to(device, dtype), torch.sin(angle).to(device, dtype)
+
+
+@lru_cache(maxsize=32)
+def _hidden_matrix(d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[d, 2h] = [cos | sin] over the h = d//2+1 non-redundant hidden frequencies."""
+    cos, sin = _cos_sin(d, d // 2 + 1, device, dtype)
+    return torch.cat([cos, sin], dim=1).contiguous()
+
+
+@lru_cache(maxsize=32)
+def _sequence_matrices(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[2, n, n] stack of the cosine and sine DFT matrices over the sequence axis."""
+    return torch.stack(_cos_sin(n, n, device, dtype)).contiguous()
+
+
+def _dft_matmul(x: torch.Tensor) -> torch.Tensor:
+    seq_len, d = x.shape[-2:]
+    h = d // 2 + 1
+    # A = X C_hid and B = X S_hid for the first h frequencies, as one matmul: [..., 2, L, h].
+    ab = (x @ _hidden_matrix(d, x.device, x.dtype)).unflatten(-1, (2, h)).transpose(-3, -2)
+    p, q = (_sequence_matrices(seq_len, x.device, x.dtype) @ ab).unbind(-3)  # C_seq A, S_seq B
+    # Column k > d/2 equals C_seq A[:, d-k] + S_seq B[:, d-k] (cos is even, sin odd in k).
+    return torch.cat([p - q, (p + q)[..., 1 : d - h + 1].flip(-1)], dim=-1)
+
+
+def _fft(x: torch.Tensor) -> torch.Tensor:
+    return torch.fft.fftn(x, dim=(-2, -1)).real
+
+
+_IMPLS = {"fft": _fft, "matmul": _dft_matmul}
+
+
+class _SymmetricLinearMap(torch.autograd.Function):
+    """Autograd for a self-adjoint linear map: backward applies the same map to the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, impl: str) -> torch.Tensor:  # type: ignore[override]
+        ctx.impl = impl
+        return _IMPLS[impl](x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return _IMPLS[ctx.impl](grad.contiguous()), None
+
+
+def resolve_impl(impl: str) -> str:
+    """The implementation ``auto`` stands for in the current context."""
+    if impl == "auto":
+        return "matmul" if is_tracing() else "fft"
+    if impl not in _IMPLS:
+        raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS)}")
+    return impl
+
+
+def fourier_transform(x: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+    """Re(DFT2(x)) over the last two axes, computed in float32 (or float64) and returned in ``x.dtype``."""
+    impl = resolve_impl(impl)
+    with torch.autocast(x.device.type, enabled=False):
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
+        if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
+            out = _SymmetricLinearMap.apply(xf, impl)
+        else:  # plain ops: what a tracer (compile, ONNX) should see
+            out = _IMPLS[impl](xf)
+    return out.to(x.dtype)
+
+
+@register_mixer("fourier")
+class FourierMixing(nn.Module):
+    """Parameter-free FNet mixing sublayer (the official code's ``FourierTransform``)."""
+
+    uses_padding_mask = False
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.impl = config.fourier_impl
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return fourier_transform(x, self.impl)
+
+    def extra_repr(self) -> str:
+        return f"impl={self.impl}"

@@ -1,0 +1,161 @@
+"""The encoder shared by every variant, its output type, input checks, and the model base class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .layers import Embeddings, EncoderBlock, Pooler
+from .utils import is_tracing
+
+
+@dataclass
+class EncoderOutput:
+    """Names as in Hugging Face transformers so users' habits carry over."""
+
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+def _check_ids(name: str, ids: torch.Tensor, shape: torch.Size | None, limit: int, limit_name: str) -> None:
+    if not isinstance(ids, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got dtype {ids.dtype}; convert with .long()")
+    if shape is not None and ids.shape != shape:
+        raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids has shape {tuple(shape)}; they must match")
+    if ids.numel() and not is_tracing():
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or high >= limit:
+            bad = high if high >= limit else low
+            raise ValueError(f"{name} contains {bad}, outside [0, {limit}) set by {limit_name}={limit}; "
+                             f"the tokenizer/data and the model config disagree")
+
+
+def check_inputs(config: ModelConfig, input_ids: Any, token_type_ids: Any, attention_mask: Any) -> None:
+    """Raise a ValueError that names the problem and the fix for any malformed model input."""
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() != 2:
+        hint = "; add a batch axis with input_ids.unsqueeze(0)" if input_ids.dim() == 1 else ""
+        raise ValueError(f"input_ids must have shape [batch, seq_len], got {tuple(input_ids.shape)}{hint}")
+    _check_ids("input_ids", input_ids, None, config.vocab_size, "vocab_size")
+    seq_len = input_ids.shape[1]
+    if seq_len == 0:
+        raise ValueError("input_ids has zero length; every example needs at least one token")
+    if seq_len > config.max_position_embeddings:
+        raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings={config.max_position_embeddings}; "
+                         f"truncate the input or build the model with max_position_embeddings={seq_len}")
+    if token_type_ids is not None:
+        _check_ids("token_type_ids", token_type_ids, input_ids.shape, config.type_vocab_size, "type_vocab_size")
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            raise ValueError(f"attention_mask must be a tensor of shape {tuple(input_ids.shape)} (1 = token, 0 = padding), got {got}")
+
+
+def padding_mask_from(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Bool [B, L] mask (True = real token), or None when nothing is padded so that fused attention
+    kernels stay available. An example made only of padding is rejected: attention would be NaN."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask.bool()
+    if is_tracing():
+        return mask
+    real_per_row = mask.sum(dim=1)
+    fewest = int(real_per_row.min())
+    if fewest == 0:
+        raise ValueError("attention_mask has a row with no real token (all zeros); drop empty examples")
+    return None if fewest == mask.shape[1] else mask
+
+
+class Encoder(nn.Module):
+    """Embeddings -> N post-LN blocks (mixing per the config's variant and hybrid layout) -> pooler."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        attention = config.attention_layers()
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(
+            EncoderBlock(config, "attention" if i in attention else config.mixing) for i in range(config.num_layers)
+        )
+        self.pooler = Pooler(config)
+        self.needs_padding_mask = config.uses_attention or config.pad_mixing == "zero"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> EncoderOutput:
+        check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        padding_mask = padding_mask_from(attention_mask) if self.needs_padding_mask else None
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden_states = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, padding_mask)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        return EncoderOutput(x, self.pooler(x), tuple(hidden_states) if hidden_states is not None else None)
+
+
+class TokenMixPreTrainedModel(nn.Module):
+    """Base of every model: holds ``config`` and ``encoder``; saves/loads itself (config.json +
+    model.safetensors). Subclasses declare the ``head`` name they implement."""
+
+    head: ClassVar[str]
+    _classes: ClassVar[dict[str, type[TokenMixPreTrainedModel]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        TokenMixPreTrainedModel._classes[cls.head] = cls
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.head != self.head:
+            raise ValueError(f"{type(self).__name__} needs head={self.head!r}, the config says {config.head!r}")
+        self.config = config
+        self.encoder = Encoder(config)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (atomically) into ``directory``."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> TokenMixPreTrainedModel:
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(directory, **{"head": cls.head, **overrides})
+
+
+class TokenMixModel(TokenMixPreTrainedModel):
+    """The bare encoder: ``model(input_ids, token_type_ids, attention_mask)`` -> :class:`EncoderOutput`."""
+
+    head = "none"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> EncoderOutput:
+        return self.encoder(input_ids, token_type_ids, attention_mask, output_hidden_states)
+
+
+def build_model(config: ModelConfig) -> TokenMixPreTrainedModel:
+    """Instantiate the model class that implements ``config.head``."""
+    from . import heads  # noqa: F401  (defines and registers the head classes)
+
+    return TokenMixPreTrainedModel._classes[config.head](config)

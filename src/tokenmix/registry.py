@@ -1,0 +1,73 @@
+"""The one place where model variants are named (timm-style registry).
+
+A variant is a named bundle of :class:`~tokenmix.config.ModelConfig` fields. Adding a variant is one
+``register_variant`` call here (plus, for a new kind of mixing, one file in :mod:`tokenmix.mixing`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import ModelConfig, preset_sizes
+
+if TYPE_CHECKING:
+    from .modeling import TokenMixPreTrainedModel
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    paper: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+_VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(name: str, description: str, paper: str = "FNet", **fields: Any) -> Variant:
+    if name in _VARIANTS:
+        raise ValueError(f"variant {name!r} is already registered")
+    _VARIANTS[name] = variant = Variant(name, description, paper, fields)
+    return variant
+
+
+register_variant("fnet", "FNet: real part of a 2D DFT over sequence and hidden", mixing="fourier")
+register_variant("linear", "Linear: learned sequence and hidden mixing matrices", mixing="linear")
+register_variant("random", "Random: fixed random mixing matrices (not trained, saved)", mixing="random")
+register_variant("ff_only", "FF-only: no token mixing, feed-forward only", mixing="identity")
+register_variant("hybrid", "FNet-Hybrid: Fourier mixing, self-attention in the last 2 layers",
+                 mixing="fourier", num_attention_layers=2, attention_layout="top")
+register_variant("bert", "BERT: multi-head self-attention (scaled_dot_product_attention)", mixing="attention")
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(_VARIANTS)} (see `tokenmix models`)") from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered variant names matching a shell-style pattern, e.g. ``list_models("f*")``."""
+    return [name for name in _VARIANTS if fnmatch.fnmatch(name, pattern)]
+
+
+def make_config(name: str, preset: str = "mini", **overrides: Any) -> ModelConfig:
+    """Config of variant ``name`` at size ``preset``; keyword overrides win over both."""
+    variant = get_variant(name)
+    merged = {**preset_sizes(preset), **variant.fields, "variant": name, **overrides}
+    return ModelConfig.from_dict(merged)
+
+
+def create_model(name: str, preset: str = "mini", **overrides: Any) -> TokenMixPreTrainedModel:
+    """Build a freshly initialised model, e.g. ``create_model("fnet", "mini", head="pretraining")``.
+
+    ``overrides`` are :class:`ModelConfig` fields (``head``, ``num_labels``, ``max_position_embeddings``,
+    ``fourier_impl``...). The head decides the class: bare encoder, MLM+NSP, classification, regression.
+    """
+    from .modeling import build_model
+
+    return build_model(make_config(name, preset, **overrides))
