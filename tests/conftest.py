@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+import tokenmix
+
+VOCAB = 101
+SMALL = dict(vocab_size=VOCAB, max_position_embeddings=32)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny(name: str, **overrides):
+    """A tiny model of variant ``name`` in eval mode (dropout off) for exact comparisons."""
+    return tokenmix.create_model(name, "tiny", **{**SMALL, **overrides}).eval()
+
+
+def random_ids(batch: int = 2, length: int = 12, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
