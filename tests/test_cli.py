@@ -1,0 +1,75 @@
+"""The command line: help, models, bench speed, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tokenmix.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_explains_every_command():
+    result = subprocess.run([sys.executable, "-m", "tokenmix.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("models", "demo", "bench", "convert"):
+        assert command in result.stdout
+
+
+def test_bench_help_lists_config_fields(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "speed", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--models", "--preset", "--seq-lens", "--batch-size", "--mode", "--json", "--repeats", "--warmup"):
+        assert flag in out
+
+
+def test_models_lists_variants_with_parameter_counts(capsys, tmp_path):
+    code, out, _ = run(capsys, "models", "--json", str(tmp_path / "m.json"))
+    assert code == 0
+    for name in ("fnet", "linear", "random", "ff_only", "hybrid", "bert"):
+        assert name in out
+    records = {r["model"]: r for r in json.loads((tmp_path / "m.json").read_text())}
+    # BERT-Base-sized encoder (no heads): 12 layers of attention + FF on top of 32k x 768 embeddings
+    assert 105e6 < records["bert"]["params"]["base"] < 115e6
+    assert records["fnet"]["params"]["base"] < records["bert"]["params"]["base"]
+
+
+def test_bench_speed_writes_records(capsys, tmp_path):
+    out_file = tmp_path / "bench.json"
+    code, out, _ = run(capsys, "bench", "speed", "--models", "fnet,bert", "--preset", "tiny", "--seq-lens", "16,32",
+                       "--batch-size", "2", "--mode", "train,inference,pretrain", "--warmup", "0", "--repeats", "1",
+                       "--no-isolate", "--json", str(out_file))
+    assert code == 0
+    records = json.loads(out_file.read_text())["results"]
+    assert len(records) == 2 * 2 * 3
+    for record in records:
+        assert {"model", "seq_len", "batch_size", "mode", "ms_per_step", "tokens_per_s", "peak_mem_bytes", "device"} <= set(record)
+        assert record["ms_per_step"] > 0 and record["tokens_per_s"] > 0
+    assert "speed-up vs bert" in out
+
+
+def test_bench_isolated_process_measures_memory(capsys):
+    from tokenmix.bench import SpeedBenchConfig, run_speed_benchmark
+
+    (record,) = run_speed_benchmark(SpeedBenchConfig(models=("fnet",), preset="tiny", seq_lens=(64,), batch_size=2,
+                                                     warmup=0, repeats=1))
+    assert record["peak_mem_bytes"] > 0
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["bench", "speed", "--models", "nope"], "unknown model 'nope'"),
+    (["bench", "speed", "--mode", "fly"], "unknown mode fly"),
+    (["convert", "from-hf", "/does/not/exist", "/tmp/x"], "/does/not/exist"),
+    (["convert", "to-hf", "/does/not/exist", "/tmp/x"], "/does/not/exist"),
+])
+def test_bad_input_is_one_line_and_nonzero(capsys, argv, needle):
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("tokenmix: error:") and needle in err
+    assert "Traceback" not in err
