@@ -61,7 +61,8 @@ def test_half_precision_model_casts_back():
 
 
 def test_auto_uses_fft_eagerly_and_matmul_under_compile():
-    assert resolve_impl("auto") == "fft"
+    assert resolve_impl("auto", torch.device("cpu")) == "fft"
+    assert resolve_impl("auto", torch.device("meta")) == "matmul"  # no native FFT guaranteed
     seen = []
 
     def spy(x):

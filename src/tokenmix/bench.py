@@ -117,7 +117,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
         "ms_per_step": round(ms, 3), "ms_min": round(min(times), 3),
         "tokens_per_s": round(config.batch_size * seq_len / (ms / 1e3), 1),
         "peak_mem_bytes": int(memory.bytes), "device": device_name(device), "params": model.num_parameters(),
-        "amp": config.amp, "fourier_impl": resolve_impl(config.fourier_impl),
+        "amp": config.amp, "fourier_impl": resolve_impl(config.fourier_impl, device),
         "torch": torch.__version__, "warmup": config.warmup, "repeats": config.repeats,
     }
 

@@ -11,7 +11,9 @@ Two implementations compute the same function:
   conjugate symmetry of a real signal's spectrum to touch only the d//2+1 non-redundant hidden
   frequencies, which halves its FLOPs.
 
-``auto`` picks ``matmul`` while compiling/exporting and ``fft`` otherwise. Both run in float32 even
+``auto`` picks ``matmul`` while compiling/exporting and on devices other than CPU and CUDA, and
+``fft`` otherwise: measured on CPU (fft is ~4x faster at L=512, d=256 forward+backward) and stated by
+the official code for GPUs. Both run in float32 even
 under bf16/fp16 autocast (cuFFT half precision only handles power-of-two sizes, and a sum over L*d
 terms in half precision loses the low-order bits), then cast back to the input dtype.
 
@@ -85,10 +87,11 @@ class _SymmetricLinearMap(torch.autograd.Function):
         return _IMPLS[ctx.impl](grad.contiguous()), None
 
 
-def resolve_impl(impl: str) -> str:
-    """The implementation ``auto`` stands for in the current context."""
+def resolve_impl(impl: str, device: torch.device | None = None) -> str:
+    """The implementation ``auto`` stands for in the current context and on ``device``."""
     if impl == "auto":
-        return "matmul" if is_tracing() else "fft"
+        native_fft = device is None or device.type in ("cpu", "cuda")
+        return "fft" if native_fft and not is_tracing() else "matmul"
     if impl not in _IMPLS:
         raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS)}")
     return impl
@@ -96,7 +99,7 @@ def resolve_impl(impl: str) -> str:
 
 def fourier_transform(x: torch.Tensor, impl: str = "auto") -> torch.Tensor:
     """Re(DFT2(x)) over the last two axes, computed in float32 (or float64) and returned in ``x.dtype``."""
-    impl = resolve_impl(impl)
+    impl = resolve_impl(impl, x.device)
     with torch.autocast(x.device.type, enabled=False):
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
         if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
