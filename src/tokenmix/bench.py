@@ -80,6 +80,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
 
     from .measure import PeakMemory, device_name, median, resolve_device, time_steps
     from .mixing.fourier import resolve_impl
+    from .optim import adamw
     from .registry import create_model
 
     torch.manual_seed(config.seed)
@@ -98,8 +99,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
                 with torch.inference_mode(), autocast:
                     model(**batch)
         else:
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01,
-                                          fused=True if device.type == "cuda" else None)
+            optimizer = adamw(model.parameters(), lr=1e-4)
             scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
 
             def step() -> None:

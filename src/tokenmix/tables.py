@@ -19,7 +19,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _is_number(text: str) -> bool:
     try:
-        float(text.rstrip("x%"))
+        float(text.rstrip("x%").replace(",", ""))
         return True
     except ValueError:
         return False
