@@ -73,3 +73,16 @@ def test_bad_input_is_one_line_and_nonzero(capsys, argv, needle):
     assert code != 0
     assert err.count("\n") == 1 and err.startswith("tokenmix: error:") and needle in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["bench", "speed", "--seq-lens", "12,abc"], "--seq-lens"),
+    (["fly"], "invalid choice"),
+    (["convert", "from-hf"], "required"),
+])
+def test_usage_errors_are_one_line(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("tokenmix: error:") and needle in err

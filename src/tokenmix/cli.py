@@ -106,11 +106,17 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"converted {args.src} -> {out}")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        """One line, like every other error, instead of argparse's usage block."""
+        self.exit(2, f"tokenmix: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .bench import SpeedBenchConfig
     from .demo import DemoConfig
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tokenmix",
         description="Token-mixing encoders (FNet, Linear, Random, FF-only, FNet-Hybrid, BERT): "
                     "build, convert, benchmark. Run `tokenmix demo` for a two-minute tour.",
