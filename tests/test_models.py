@@ -194,3 +194,16 @@ def test_bad_configuration_raises_clear_errors(call, match):
 def test_bad_input_raises_clear_errors(inputs, match):
     with pytest.raises(ValueError, match=match):
         tiny("fnet")(**inputs)
+
+
+@pytest.mark.parametrize("name", ["fnet", "bert", "hybrid"])
+def test_torch_export_traces_without_complex_ops(name):
+    """torch.export (the base of torch.compile and ONNX export) sees the real DFT-matmul form."""
+    model = tiny(name, head="classification")
+    ids, mask = random_ids(2, 10), torch.ones(2, 10, dtype=torch.long)
+    mask[1, 7:] = 0
+    program = torch.export.export(model, (ids,), {"attention_mask": mask})
+    targets = " ".join(str(node.target) for node in program.graph.nodes)
+    assert "fft" not in targets and "complex" not in targets
+    expected = model(ids, attention_mask=mask).logits
+    assert torch.allclose(program.module()(ids, attention_mask=mask).logits, expected, atol=1e-5)

@@ -17,9 +17,10 @@ from torch import nn
 from .config import ModelConfig
 from .layers import ACTIVATIONS
 from .initializers import normal_linear
-from .modeling import EncoderOutput, TokenMixPreTrainedModel
+from .modeling import EncoderOutput, TokenMixPreTrainedModel, register_output
 
 
+@register_output
 @dataclass
 class PreTrainingOutput(EncoderOutput):
     loss: torch.Tensor | None = None
@@ -29,6 +30,7 @@ class PreTrainingOutput(EncoderOutput):
     nsp_logits: torch.Tensor | None = None  # [batch, 2]
 
 
+@register_output
 @dataclass
 class ClassificationOutput(EncoderOutput):
     loss: torch.Tensor | None = None

@@ -38,6 +38,16 @@ def _check_ids(name: str, ids: torch.Tensor, shape: torch.Size | None, limit: in
                              f"the tokenizer/data and the model config disagree")
 
 
+def register_output(cls: type) -> type:
+    """Make an output dataclass a pytree node, so ``torch.export`` / ``torch.compile`` can trace models
+    that return it (as transformers does for its ModelOutput)."""
+    torch.export.register_dataclass(cls, serialized_type_name=f"tokenmix.{cls.__name__}")
+    return cls
+
+
+register_output(EncoderOutput)
+
+
 def check_inputs(config: ModelConfig, input_ids: Any, token_type_ids: Any, attention_mask: Any) -> None:
     """Raise a ValueError that names the problem and the fix for any malformed model input."""
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() != 2:
