@@ -78,3 +78,13 @@ def test_auto_uses_fft_eagerly_and_matmul_under_compile():
 def test_unknown_impl_rejected():
     with pytest.raises(ValueError, match="fourier_impl"):
         fourier_transform(torch.randn(1, 2, 2), "fast")
+
+
+def test_tracing_never_poisons_the_matrix_cache():
+    fourier._sequence_matrices.cache_clear()
+    model = tiny("fnet")
+    ids = random_ids(2, 12)
+    torch.export.export(model, (ids,))  # builds matrices as fake tensors inside the trace
+    assert fourier._sequence_matrices.cache_info().currsize == 0
+    x = torch.randn(2, 12, 64)
+    assert torch.allclose(fourier_transform(x, "matmul"), fourier_transform(x, "fft"), atol=1e-3)

@@ -23,8 +23,10 @@ transform applied to the incoming gradient: a custom autograd function uses that
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import lru_cache
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -34,7 +36,21 @@ from ..utils import is_tracing
 from . import register_mixer
 
 
-@lru_cache(maxsize=32)
+def _cache_unless_tracing(build: Callable[..., Any]) -> Callable[..., Any]:
+    """Memoise a matrix builder in eager mode. While tracing (torch.export/compile/ONNX) the tensors
+    built are graph values (fake tensors), which must never leak into the eager cache, so the
+    builder runs uncached and its result becomes a constant of the traced graph."""
+    cached = lru_cache(maxsize=32)(build)
+
+    @functools.wraps(build)
+    def get(*args: Any) -> Any:
+        return build(*args) if is_tracing() else cached(*args)
+
+    get.cache_info, get.cache_clear = cached.cache_info, cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@_cache_unless_tracing
 def _cos_sin(n: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of 2*pi*j*k/n for j < n, k < cols; the product j*k is reduced mod n in exact
     integer arithmetic first so long sequences keep full precision."""
@@ -44,14 +60,14 @@ def _cos_sin(n: int, cols: int, device: torch.device, dtype: torch.dtype) -> tup
     return torch.cos(angle).to(device, dtype), torch.sin(angle).to(device, dtype)
 
 
-@lru_cache(maxsize=32)
+@_cache_unless_tracing
 def _hidden_matrix(d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[d, 2h] = [cos | sin] over the h = d//2+1 non-redundant hidden frequencies."""
     cos, sin = _cos_sin(d, d // 2 + 1, device, dtype)
     return torch.cat([cos, sin], dim=1).contiguous()
 
 
-@lru_cache(maxsize=32)
+@_cache_unless_tracing
 def _sequence_matrices(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[2, n, n] stack of the cosine and sine DFT matrices over the sequence axis."""
     return torch.stack(_cos_sin(n, n, device, dtype)).contiguous()
