@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import ACTIVATIONS
+from .activations import ACTIVATIONS
 from .initializers import normal_linear
 from .modeling import EncoderOutput, TokenMixPreTrainedModel, register_output
 
@@ -60,6 +60,16 @@ def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Ten
     return torch.gather(hidden, 1, index)
 
 
+def sum_losses(*losses: torch.Tensor | None) -> torch.Tensor | None:
+    present = [loss for loss in losses if loss is not None]
+    return sum(present[1:], present[0]) if present else None
+
+
+def add_aux_loss(loss: torch.Tensor | None, out: EncoderOutput) -> torch.Tensor | None:
+    """Task loss + the MoE auxiliary losses (official: added to every training objective)."""
+    return loss if loss is None or out.aux_loss is None else loss + out.aux_loss
+
+
 class TokenMixForPreTraining(TokenMixPreTrainedModel):
     """Encoder + MLM head (tied embedding) + NSP head; loss = MLM mean + NSP mean (official)."""
 
@@ -99,9 +109,9 @@ class TokenMixForPreTraining(TokenMixPreTrainedModel):
         nsp_logits = self.nsp(out.pooler_output)
         if next_sentence_labels is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_labels.long())
-        parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
-        loss = sum(parts[1:], parts[0]) if parts else None
-        return PreTrainingOutput(out.last_hidden_state, out.pooler_output, None, loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+        loss = add_aux_loss(sum_losses(mlm_loss, nsp_loss), out)
+        return PreTrainingOutput(out.last_hidden_state, out.pooler_output, None, out.aux_loss, out.router_stats,
+                                 loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
 
 
 class TokenMixForSequenceClassification(TokenMixPreTrainedModel):
@@ -126,8 +136,9 @@ class TokenMixForSequenceClassification(TokenMixPreTrainedModel):
     ) -> ClassificationOutput:
         out = self.encoder(input_ids, token_type_ids, attention_mask)
         logits = self.classifier(out.pooler_output)
-        loss = None if labels is None else self.loss(logits, labels)
-        return ClassificationOutput(out.last_hidden_state, out.pooler_output, None, loss, logits)
+        loss = add_aux_loss(None if labels is None else self.loss(logits, labels), out)
+        return ClassificationOutput(out.last_hidden_state, out.pooler_output, None, out.aux_loss, out.router_stats,
+                                    loss, logits)
 
 
 class TokenMixForSequenceRegression(TokenMixForSequenceClassification):

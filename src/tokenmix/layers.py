@@ -6,20 +6,14 @@ They follow the official FNet code (``f_net/layers.py``): LayerNorm eps 1e-12, t
 
 from __future__ import annotations
 
-import functools
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .activations import ACTIVATIONS
 from .config import ModelConfig
 from .initializers import lecun_normal_, normal_linear
 from .mixing import get_mixer
-
-ACTIVATIONS = {
-    "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),
-    "gelu": F.gelu,
-}
+from .moe import MoEFeedForward
 
 
 class Embeddings(nn.Module):
@@ -66,23 +60,30 @@ class FeedForward(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Post-LN block: y = LN(x + Mix(x)); out = LN(y + FF(y)). No dropout on the mixing output."""
+    """Post-LN block: y = LN(x + Mix(x)); out = LN(y + FF(y)). No dropout on the mixing output.
+    The feed-forward is dense or, in MoE layers, a mixture of experts that also returns router
+    statistics (``forward`` returns ``(out, stats or None)``)."""
 
-    def __init__(self, config: ModelConfig, mixing: str) -> None:
+    def __init__(self, config: ModelConfig, mixing: str, index: int, moe: bool = False) -> None:
         super().__init__()
         self.mixing = get_mixer(mixing)(config)
         self.mixing_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.ff = FeedForward(config)
+        self.ff = MoEFeedForward(config, index) if moe else FeedForward(config)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # pad_mixing="zero": padded positions contribute nothing to the mix (a beyond-the-paper option).
         self.zero_padding = config.pad_mixing == "zero" and not self.mixing.uses_padding_mask
+        self.moe = moe
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, dict | None]:
         mix_input = x
         if self.zero_padding and padding_mask is not None:
             mix_input = x * padding_mask.unsqueeze(-1).to(x.dtype)
         x = self.mixing_norm(x + self.mixing(mix_input, padding_mask))
-        return self.output_norm(x + self.ff(x))
+        if self.moe:
+            ff, stats = self.ff(x, padding_mask)
+        else:
+            ff, stats = self.ff(x), None
+        return self.output_norm(x + ff), stats
 
 
 class Pooler(nn.Module):

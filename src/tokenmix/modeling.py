@@ -21,6 +21,10 @@ class EncoderOutput:
     last_hidden_state: torch.Tensor
     pooler_output: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    # Mixture-of-experts models only: weighted auxiliary losses summed over MoE layers (the heads add
+    # it to their loss) and router diagnostics (see :func:`summarize_router_stats`).
+    aux_loss: torch.Tensor | None = None
+    router_stats: dict[str, torch.Tensor] | None = None
 
 
 def _check_ids(name: str, ids: torch.Tensor, shape: torch.Size | None, limit: int, limit_name: str) -> None:
@@ -89,13 +93,14 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        attention = config.attention_layers()
+        attention, moe = config.attention_layers(), config.moe_layers()
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(
-            EncoderBlock(config, "attention" if i in attention else config.mixing) for i in range(config.num_layers)
+            EncoderBlock(config, "attention" if i in attention else config.mixing, i, moe=i in moe)
+            for i in range(config.num_layers)
         )
         self.pooler = Pooler(config)
-        self.needs_padding_mask = config.uses_attention or config.pad_mixing == "zero"
+        self.needs_padding_mask = config.uses_attention or config.pad_mixing == "zero" or bool(moe)
 
     def forward(
         self,
@@ -108,11 +113,31 @@ class Encoder(nn.Module):
         padding_mask = padding_mask_from(attention_mask) if self.needs_padding_mask else None
         x = self.embeddings(input_ids, token_type_ids)
         hidden_states = [x] if output_hidden_states else None
+        router_stats = []
         for layer in self.layers:
-            x = layer(x, padding_mask)
+            x, stats = layer(x, padding_mask)
+            if stats is not None:
+                router_stats.append(stats)
             if hidden_states is not None:
                 hidden_states.append(x)
-        return EncoderOutput(x, self.pooler(x), tuple(hidden_states) if hidden_states is not None else None)
+        aux_loss, summary = summarize_router_stats(self.config, router_stats) if router_stats else (None, None)
+        return EncoderOutput(x, self.pooler(x), tuple(hidden_states) if hidden_states is not None else None,
+                             aux_loss, summary)
+
+
+def summarize_router_stats(config: ModelConfig, per_layer: list[dict[str, torch.Tensor]]
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Official combination: aux_loss_factor * sum of load-balancing losses + router_z_loss_factor *
+    sum of z-losses over MoE layers. Diagnostics: the loss sums, the mean fraction of real tokens no
+    expert took, and each layer's per-expert capacity usage ([moe_layers, experts])."""
+    balance = torch.stack([s["load_balancing_loss"] for s in per_layer]).sum()
+    z_loss = torch.stack([s["router_z_loss"] for s in per_layer]).sum()
+    summary = {
+        "load_balancing_loss": balance, "router_z_loss": z_loss,
+        "fraction_dropped": torch.stack([s["fraction_dropped"] for s in per_layer]).mean(),
+        "expert_usage": torch.stack([s["expert_usage"] for s in per_layer]),
+    }
+    return config.aux_loss_factor * balance + config.router_z_loss_factor * z_loss, summary
 
 
 class TokenMixPreTrainedModel(nn.Module):
@@ -168,4 +193,10 @@ def build_model(config: ModelConfig) -> TokenMixPreTrainedModel:
     """Instantiate the model class that implements ``config.head``."""
     from . import heads  # noqa: F401  (defines and registers the head classes)
 
-    return TokenMixPreTrainedModel._classes[config.head](config)
+    model = TokenMixPreTrainedModel._classes[config.head](config)
+    if config.zero_biases:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.rsplit(".", 1)[-1].startswith("bias"):
+                    parameter.zero_()
+    return model
