@@ -18,9 +18,18 @@ def test_matches_numpy_real_fft2(impl, shape):
 
 
 @pytest.mark.parametrize("impl", ["fft", "matmul"])
-def test_gradient_is_exact(impl):
+@pytest.mark.parametrize("shape", [(2, 16, 64), (1, 7, 9), (3, 5, 2)])
+def test_hartley_matches_numpy(impl, shape):
+    x = torch.randn(*shape, dtype=torch.float64)
+    spectrum = np.fft.fft2(x.numpy(), axes=(-2, -1))
+    np.testing.assert_allclose(fourier_transform(x, impl, "hartley").numpy(), spectrum.real - spectrum.imag, atol=1e-10)
+
+
+@pytest.mark.parametrize("transform", ["fourier", "hartley"])
+@pytest.mark.parametrize("impl", ["fft", "matmul"])
+def test_gradient_is_exact(impl, transform):
     x = torch.randn(2, 6, 10, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: fourier_transform(t, impl), (x,))
+    assert torch.autograd.gradcheck(lambda t: fourier_transform(t, impl, transform), (x,))
 
 
 def test_float32_precision_at_long_lengths():

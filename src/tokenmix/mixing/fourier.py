@@ -1,4 +1,5 @@
-"""FNet's Fourier mixing: the real part of a 2D DFT over the (sequence, hidden) axes.
+"""FNet's Fourier mixing: the real part of a 2D DFT over the (sequence, hidden) axes (and the
+Hartley variant, Re - Im, ablated by the Sparse Mixers paper).
 
     Re(F_seq X F_hid) = C_seq X C_hid - S_seq X S_hid        (C, S: cosine and sine DFT matrices)
 
@@ -83,24 +84,41 @@ def _dft_matmul(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([p - q, (p + q)[..., 1 : d - h + 1].flip(-1)], dim=-1)
 
 
+def _hartley_matmul(x: torch.Tensor) -> torch.Tensor:
+    seq_len, d = x.shape[-2:]
+    cos, sin = _cos_sin(d, d, x.device, x.dtype)
+    a, b = x @ cos, x @ sin
+    # Re - Im of F_seq X F_hid = C_seq (A + B) + S_seq (A - B)
+    return (_sequence_matrices(seq_len, x.device, x.dtype) @ torch.stack([a + b, a - b], dim=-3)).sum(dim=-3)
+
+
 def _fft(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftn(x, dim=(-2, -1)).real
 
 
-_IMPLS = {"fft": _fft, "matmul": _dft_matmul}
+def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
+    spectrum = torch.fft.fftn(x, dim=(-2, -1))
+    return spectrum.real - spectrum.imag
+
+
+# transform -> implementation -> function; all are symmetric linear maps of the last two axes.
+_IMPLS = {
+    "fourier": {"fft": _fft, "matmul": _dft_matmul},
+    "hartley": {"fft": _hartley_fft, "matmul": _hartley_matmul},
+}
 
 
 class _SymmetricLinearMap(torch.autograd.Function):
     """Autograd for a self-adjoint linear map: backward applies the same map to the gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, impl: str) -> torch.Tensor:  # type: ignore[override]
-        ctx.impl = impl
-        return _IMPLS[impl](x)
+    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        ctx.fn = fn
+        return fn(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return _IMPLS[ctx.impl](grad.contiguous()), None
+        return ctx.fn(grad.contiguous()), None
 
 
 def resolve_impl(impl: str, device: torch.device | None = None) -> str:
@@ -108,20 +126,21 @@ def resolve_impl(impl: str, device: torch.device | None = None) -> str:
     if impl == "auto":
         native_fft = device is None or device.type in ("cpu", "cuda")
         return "fft" if native_fft and not is_tracing() else "matmul"
-    if impl not in _IMPLS:
-        raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS)}")
+    if impl not in _IMPLS["fourier"]:
+        raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS['fourier'])}")
     return impl
 
 
-def fourier_transform(x: torch.Tensor, impl: str = "auto") -> torch.Tensor:
-    """Re(DFT2(x)) over the last two axes, computed in float32 (or float64) and returned in ``x.dtype``."""
-    impl = resolve_impl(impl, x.device)
+def fourier_transform(x: torch.Tensor, impl: str = "auto", transform: str = "fourier") -> torch.Tensor:
+    """Re(DFT2(x)) (``transform="fourier"``) or Re - Im of it (``"hartley"``) over the last two axes,
+    computed in float32 (or float64) and returned in ``x.dtype``."""
+    fn = _IMPLS[transform][resolve_impl(impl, x.device)]
     with torch.autocast(x.device.type, enabled=False):
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
         if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
-            out = _SymmetricLinearMap.apply(xf, impl)
+            out = _SymmetricLinearMap.apply(xf, fn)
         else:  # plain ops: what a tracer (compile, ONNX) should see
-            out = _IMPLS[impl](xf)
+            out = fn(xf)
     return out.to(x.dtype)
 
 
@@ -131,12 +150,22 @@ class FourierMixing(nn.Module):
 
     uses_padding_mask = False
 
+    transform = "fourier"
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.impl = config.fourier_impl
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return fourier_transform(x, self.impl)
+        return fourier_transform(x, self.impl, self.transform)
 
     def extra_repr(self) -> str:
         return f"impl={self.impl}"
+
+
+@register_mixer("hartley")
+class HartleyMixing(FourierMixing):
+    """Hartley mixing, ablated in the Sparse Mixers paper: Re - Im of the same 2D DFT (a real
+    transform that, unlike Re alone, is invertible)."""
+
+    transform = "hartley"
