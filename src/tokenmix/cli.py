@@ -90,13 +90,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> None:
-    from .bench import SpeedBenchConfig, format_speed_table, run_speed_benchmark
+    from .bench.speed import SpeedBenchConfig, format_speed_table, run_speed_benchmark
 
     config = config_from_args(SpeedBenchConfig, args)
     records = run_speed_benchmark(config)
     print(format_speed_table(records, config.baseline))
     if config.json:
         print(f"wrote {config.json}")
+
+
+def cmd_bench_moe(args: argparse.Namespace) -> None:
+    from .bench.moe import MoEBenchConfig, format_moe_table, run_moe_benchmark
+
+    config = config_from_args(MoEBenchConfig, args)
+    print(format_moe_table(run_moe_benchmark(config)))
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -113,7 +120,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench import SpeedBenchConfig
+    from .bench.moe import MoEBenchConfig
+    from .bench.speed import SpeedBenchConfig
     from .demo import DemoConfig
 
     parser = _Parser(
@@ -141,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                "warm-up, tokens/s, peak memory; prints a table, writes JSON.")
     add_config_arguments(speed, SpeedBenchConfig)
     speed.set_defaults(run=cmd_bench_speed)
+    moe = bench_kinds.add_parser("moe", help="MoE layer vs a dense feed-forward of the same per-token compute",
+                                 description="Time one MoE feed-forward layer against a dense feed-forward of the "
+                                             "same per-token compute, split into expert matmuls and routing + dispatch.")
+    add_config_arguments(moe, MoEBenchConfig)
+    moe.set_defaults(run=cmd_bench_moe)
 
     convert = commands.add_parser("convert", help="convert weights to/from Hugging Face FNet")
     directions = convert.add_subparsers(dest="direction", metavar="<direction>", required=True)

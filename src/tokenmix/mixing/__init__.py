@@ -37,6 +37,6 @@ def list_mixers() -> list[str]:
 
 
 # Importing the modules registers their mixers.
-from . import attention, fourier, identity, linear  # noqa: E402,F401
+from . import attention, fourier, identity, linear, structured  # noqa: E402,F401
 
 __all__ = ["get_mixer", "list_mixers", "register_mixer"]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tables import mib, render_table
+from ..tables import mib, render_table
 
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
 AMP_DTYPES = ("none", "bf16", "fp16")
@@ -43,7 +43,7 @@ class SpeedBenchConfig:
     json: str | None = field(default=None, metadata={"help": "write the records to this JSON file"})
 
     def __post_init__(self) -> None:
-        from .registry import get_variant
+        from ..registry import get_variant
 
         for name in self.models:
             get_variant(name)
@@ -78,10 +78,10 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     """Time one (model, length, mode) configuration in this process."""
     import torch
 
-    from .measure import PeakMemory, device_name, median, resolve_device, time_steps
-    from .mixing.fourier import resolve_impl
-    from .optim import adamw
-    from .registry import create_model
+    from ..measure import PeakMemory, device_name, median, resolve_device, time_steps
+    from ..mixing.fourier import resolve_impl
+    from ..optim import adamw
+    from ..registry import create_model
 
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -123,7 +123,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
 
 
 def _measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
-    from .measure import resolve_device, run_isolated
+    from ..measure import resolve_device, run_isolated
 
     try:
         if config.isolate and resolve_device(config.device).type == "cpu":
