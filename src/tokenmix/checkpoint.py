@@ -27,13 +27,18 @@ _RUN_SUBDIRS = ("model", "best", "final")
 
 
 def save_pretrained(model: TokenMixPreTrainedModel, directory: str | Path) -> Path:
+    return save_weights(model.config, model.state_dict(), directory)
+
+
+def save_weights(config: ModelConfig, state: dict[str, torch.Tensor], directory: str | Path) -> Path:
+    """Write a model folder from a config and a (full, unwrapped) state dict."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "tokenmix": __version__}))
-    payload = {"format": "tokenmix", "tokenmix_version": __version__, **model.config.to_dict()}
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "tokenmix": __version__}))
+    payload = {"format": "tokenmix", "tokenmix_version": __version__, **config.to_dict()}
     atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
     return directory
 
@@ -49,7 +54,9 @@ def find_model_dir(path: str | Path) -> Path:
     if (path / CONFIG_NAME).is_file():
         return path
     candidates = [path / name for name in _RUN_SUBDIRS]
-    candidates += sorted((*path.glob("checkpoints/*"), *path.glob("checkpoint-*")), key=lambda p: p.stat().st_mtime, reverse=True)
+    # Step-numbered names (zero-padded) sort by step; names starting with "." are unfinished writes.
+    candidates += sorted((p for p in (*path.glob("checkpoints/*"), *path.glob("checkpoint-*")) if not p.name.startswith(".")),
+                         key=lambda p: p.name, reverse=True)
     for candidate in candidates:
         if (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
             return candidate

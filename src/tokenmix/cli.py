@@ -171,11 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         args.run(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError) as err:
         print(f"tokenmix: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("tokenmix: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"tokenmix: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     return 0
 

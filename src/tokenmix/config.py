@@ -175,3 +175,27 @@ def preset_sizes(preset: str) -> dict[str, int]:
         return dict(PRESETS[preset])
     except KeyError:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``("dropout=0.0", "fourier_impl=matmul")`` -> typed ModelConfig overrides (CLI ``--override``)."""
+    import typing
+
+    hints = typing.get_type_hints(ModelConfig)
+    overrides: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in hints:
+            raise ValueError(f"bad override {item!r}: expected field=value with a ModelConfig field "
+                             f"({', '.join(sorted(hints))})")
+        args = typing.get_args(hints[name])
+        if type(None) in args and text.strip().lower() in ("none", "null"):
+            overrides[name] = None
+            continue
+        kind = next(k for k in args if k is not type(None)) if args else hints[name]
+        try:
+            overrides[name] = {"true": True, "false": False}[text.strip().lower()] if kind is bool else kind(text.strip())
+        except (KeyError, ValueError):
+            raise ValueError(f"bad override {item!r}: {name} expects a {kind.__name__}") from None
+    return overrides

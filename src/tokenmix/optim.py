@@ -17,3 +17,11 @@ def adamw(params: Iterable[Any], lr: float, weight_decay: float = 0.01, betas: t
         return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device/dtype/torch version
         return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate multiplier of the official FNet recipe: linear warm-up from 0 over
+    ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))

@@ -1,0 +1,7 @@
+"""``python -m tokenmix`` (and ``torchrun -m tokenmix pretrain ...``) runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
