@@ -80,30 +80,79 @@ def cmd_models(args: argparse.Namespace) -> None:
     _write_json(args.json, records)
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import DemoConfig, format_table, run_demo
+def run_demo(config: Any) -> None:
+    from .demo import format_table, run_demo
 
-    config = config_from_args(DemoConfig, args)
     results = run_demo(config)
     print(format_table(results))
     _write_json(config.json, results)
 
 
-def cmd_bench_speed(args: argparse.Namespace) -> None:
-    from .bench.speed import SpeedBenchConfig, format_speed_table, run_speed_benchmark
+def run_bench_speed(config: Any) -> None:
+    from .bench.speed import format_speed_table, run_speed_benchmark
 
-    config = config_from_args(SpeedBenchConfig, args)
-    records = run_speed_benchmark(config)
-    print(format_speed_table(records, config.baseline))
+    print(format_speed_table(run_speed_benchmark(config), config.baseline))
     if config.json:
         print(f"wrote {config.json}")
 
 
-def cmd_bench_moe(args: argparse.Namespace) -> None:
-    from .bench.moe import MoEBenchConfig, format_moe_table, run_moe_benchmark
+def run_bench_moe(config: Any) -> None:
+    from .bench.moe import format_moe_table, run_moe_benchmark
 
-    config = config_from_args(MoEBenchConfig, args)
     print(format_moe_table(run_moe_benchmark(config)))
+
+
+def run_tokenizer_train(config: Any) -> None:
+    from .tokenizer import train_tokenizer
+
+    print(f"wrote {train_tokenizer(config)}")
+
+
+def run_data_prepare(config: Any) -> None:
+    from .data.prepare import prepare_data
+
+    out = prepare_data(config)
+    meta = json.loads((out / "meta.json").read_text())
+    print(json.dumps({split: meta["splits"][split] for split in meta["splits"]}, indent=2))
+    print(f"wrote {out}")
+
+
+def run_pretrain(config: Any) -> None:
+    import os
+
+    from .train.pretrain import run_pretraining
+
+    summary = run_pretraining(config)
+    if os.environ.get("RANK", "0") == "0":
+        held = summary["heldout"]
+        print(f"{summary['model']} ({summary['params'] / 1e6:.1f}M params): {summary['steps']} steps, "
+              f"{summary['steps_per_s']:.2f} steps/s, {summary['tokens_per_s']:.0f} tokens/s; held-out "
+              f"MLM loss {held['mlm_loss']:.3f} acc {held['mlm_accuracy']:.3f}, NSP loss {held['nsp_loss']:.3f} "
+              f"acc {held['nsp_accuracy']:.3f}; wrote {config.out}/summary.json")
+
+
+# (command path, help, description, "module:ConfigClass", runner): every flag comes from the config.
+CONFIG_COMMANDS = (
+    (("demo",), "train a tiny FNet and a tiny BERT on a generated ListOps task and compare them",
+     "Train each model for a fixed time on a generated ListOps-style task (no downloads), then print "
+     "steps/s, peak memory and accuracy side by side.", "demo:DemoConfig", run_demo),
+    (("bench", "speed"), "ms/step, tokens/s and peak memory per model, length and mode",
+     "Measure every model side by side in one run: median ms per step after warm-up, tokens/s, peak "
+     "memory; prints a table, writes JSON.", "bench.speed:SpeedBenchConfig", run_bench_speed),
+    (("bench", "moe"), "MoE layer vs a dense feed-forward of the same per-token compute",
+     "Time one MoE feed-forward layer against a dense feed-forward of the same per-token compute, split "
+     "into expert matmuls and routing + dispatch.", "bench.moe:MoEBenchConfig", run_bench_moe),
+    (("tokenizer", "train"), "train a SentencePiece-style Unigram tokenizer (tokenizer.json)",
+     "Train a Unigram tokenizer with Hugging Face tokenizers on text / JSONL (.gz) files; special tokens "
+     "[PAD] [UNK] [CLS] [SEP] [MASK].", "tokenizer:TokenizerTrainConfig", run_tokenizer_train),
+    (("data", "prepare"), "tokenize a corpus into memory-mapped pretraining shards",
+     "Tokenize plain text (documents separated by blank lines) or JSONL into memory-mapped shards with "
+     "document boundaries and a held-out split; reruns skip finished shards.", "data.prepare:DataPrepareConfig",
+     run_data_prepare),
+    (("pretrain",), "MLM + NSP pretraining of any variant (torchrun for several processes)",
+     "Pretrain with AdamW, warm-up and linear decay, checkpoints and exact --resume; run under "
+     "`torchrun --nproc-per-node N -m tokenmix pretrain ...` for DDP.", "train.pretrain:PretrainConfig", run_pretrain),
+)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -119,41 +168,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tokenmix: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .bench.moe import MoEBenchConfig
-    from .bench.speed import SpeedBenchConfig
-    from .demo import DemoConfig
+def _config_class(spec: str) -> type:
+    import importlib
 
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tokenmix",
-        description="Token-mixing encoders (FNet, Linear, Random, FF-only, FNet-Hybrid, BERT): "
-                    "build, convert, benchmark. Run `tokenmix demo` for a two-minute tour.",
+        description="Token-mixing encoders (FNet, Linear, Random, FF-only, FNet-Hybrid, BERT, Sparse Mixers): "
+                    "build, pretrain, convert, benchmark. Run `tokenmix demo` for a two-minute tour.",
     )
     parser.add_argument("--version", action="version", version=f"tokenmix {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    group_help = {"bench": "speed and memory benchmarks", "tokenizer": "tokenizer training",
+                  "data": "pretraining data preparation"}
+
+    def subparsers_for(path: tuple[str, ...]) -> argparse._SubParsersAction:
+        if len(path) == 1:
+            return commands
+        if path[0] not in groups:
+            group = commands.add_parser(path[0], help=group_help[path[0]])
+            groups[path[0]] = group.add_subparsers(dest=path[0], metavar="<subcommand>", required=True)
+        return groups[path[0]]
+
+    for path, help_text, description, spec, runner in CONFIG_COMMANDS:
+        sub = subparsers_for(path).add_parser(path[-1], help=help_text, description=description)
+        cls = _config_class(spec)
+        add_config_arguments(sub, cls)
+        sub.set_defaults(run=lambda args, cls=cls, runner=runner: runner(config_from_args(cls, args)))
 
     models = commands.add_parser("models", help="list model variants and presets with parameter counts")
     models.add_argument("--json", help="also write the table to this JSON file")
     models.set_defaults(run=cmd_models)
-
-    demo = commands.add_parser("demo", help="train a tiny FNet and a tiny BERT on a generated ListOps task and compare them",
-                               description="Train each model for a fixed time on a generated ListOps-style task "
-                                           "(no downloads), then print steps/s, peak memory and accuracy side by side.")
-    add_config_arguments(demo, DemoConfig)
-    demo.set_defaults(run=cmd_demo)
-
-    bench = commands.add_parser("bench", help="speed and memory benchmarks")
-    bench_kinds = bench.add_subparsers(dest="bench", metavar="<benchmark>", required=True)
-    speed = bench_kinds.add_parser("speed", help="ms/step, tokens/s and peak memory per model, length and mode",
-                                   description="Measure every model side by side in one run: median ms per step after "
-                                               "warm-up, tokens/s, peak memory; prints a table, writes JSON.")
-    add_config_arguments(speed, SpeedBenchConfig)
-    speed.set_defaults(run=cmd_bench_speed)
-    moe = bench_kinds.add_parser("moe", help="MoE layer vs a dense feed-forward of the same per-token compute",
-                                 description="Time one MoE feed-forward layer against a dense feed-forward of the "
-                                             "same per-token compute, split into expert matmuls and routing + dispatch.")
-    add_config_arguments(moe, MoEBenchConfig)
-    moe.set_defaults(run=cmd_bench_moe)
 
     convert = commands.add_parser("convert", help="convert weights to/from Hugging Face FNet")
     directions = convert.add_subparsers(dest="direction", metavar="<direction>", required=True)

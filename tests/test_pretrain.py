@@ -1,0 +1,168 @@
+"""Pretraining: end to end, exact resume after SIGKILL, DDP == one process, NaN stop, bad runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tokenmix
+from tokenmix.data.prepare import DataPrepareConfig, prepare_data
+from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+from tokenmix.train.pretrain import PretrainConfig, run_pretraining
+
+WORDS = "the a river mountain city old new quick slow red green blue bird fish tree stone light dark sings runs".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A small prepared corpus: 60 documents of 3-6 generated sentences each."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = torch.Generator().manual_seed(0)
+    docs = []
+    for d in range(60):
+        lines = []
+        for s in range(3 + d % 4):
+            words = [WORDS[int(i)] for i in torch.randint(0, len(WORDS), (6 + s,), generator=rng)]
+            lines.append(" ".join(words) + " .")
+        docs.append("\n".join(lines))
+    text = root / "corpus.txt"
+    text.write_text("\n\n".join(docs) + "\n")
+    train_tokenizer(TokenizerTrainConfig(input=(str(text),), vocab_size=60, out=str(root / "tok")))
+    prepare_data(DataPrepareConfig(input=(str(text),), tokenizer=str(root / "tok"), out=str(root / "data"), heldout_fraction=0.1))
+    return root / "data"
+
+
+def tiny_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--model", "fnet", "--preset", "tiny", "--data", str(corpus), "--out", str(out),
+            "--max-seq-len", "32", "--max-predictions-per-seq", "5", "--batch-size", "4", "--warmup-steps", "2",
+            "--learning-rate", "1e-3", "--eval-batches", "2", "--log-every", "1", *extra]
+
+
+def config(corpus: Path, out: Path, **overrides) -> PretrainConfig:
+    base = dict(model="fnet", preset="tiny", data=str(corpus), out=str(out), max_seq_len=32, max_predictions_per_seq=5,
+                batch_size=4, warmup_steps=2, learning_rate=1e-3, eval_batches=2, log_every=1, device="cpu")
+    return PretrainConfig(**{**base, **overrides})
+
+
+def records(run: Path, split: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tokenmix", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_end_to_end_run_writes_metrics_summary_and_a_loadable_model(corpus, tmp_path):
+    run = tmp_path / "run"
+    summary = run_pretraining(config(corpus, run, max_steps=30, eval_every=10, save_every=10, keep_checkpoints=2))
+    assert summary["steps"] == 30 and summary["stop_reason"] == "max_steps"
+    assert json.loads((run / "summary.json").read_text())["heldout"] == summary["heldout"]
+    train = records(run)
+    assert len(train) == 30 and {"loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "tokens_per_s", "lr"} <= set(train[0])
+    assert sum(r["loss"] for r in train[-5:]) < sum(r["loss"] for r in train[:5])  # it learns
+    assert len(records(run, "heldout")) == 4  # steps 10, 20, 30 and the final evaluation
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000020", "step_00000030"]
+    model = tokenmix.load_pretrained(run)
+    assert model.config.head == "pretraining"
+    assert model.config.vocab_size == json.loads((corpus / "meta.json").read_text())["vocab_size"]
+
+
+def test_gradient_accumulation_matches_a_larger_batch(corpus, tmp_path):
+    run_pretraining(config(corpus, tmp_path / "big", batch_size=4, max_steps=3, override=("dropout=0.0",)))
+    run_pretraining(config(corpus, tmp_path / "accum", batch_size=2, grad_accum=2, max_steps=3, override=("dropout=0.0",)))
+    for a, b in zip(records(tmp_path / "big"), records(tmp_path / "accum")):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+
+
+def test_sigkill_then_resume_ends_with_identical_weights(corpus, tmp_path):
+    common = ("--max-steps", "12", "--save-every", "4", "--eval-every", "100", "--device", "cpu")
+    reference = cli(*tiny_args(corpus, tmp_path / "ref", *common))
+    assert reference.wait(timeout=240) == 0, reference.stderr.read()
+    killed = cli(*tiny_args(corpus, tmp_path / "run", *common))
+    deadline = time.time() + 240
+    while not (tmp_path / "run" / "checkpoints" / "step_00000004").exists():
+        assert time.time() < deadline and killed.poll() is None, "run ended before its first checkpoint"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = cli(*tiny_args(corpus, tmp_path / "run", *common, "--resume"))
+    assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
+    final = "checkpoints/step_00000012/model.safetensors"
+    a, b = load_file(tmp_path / "ref" / final), load_file(tmp_path / "run" / final)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_nonzero(corpus, tmp_path):
+    run = cli(*tiny_args(corpus, tmp_path / "run", "--max-steps", "100000", "--save-every", "100000", "--device", "cpu"))
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "metrics.jsonl").exists() or not records(tmp_path / "run"):
+        assert time.time() < deadline and run.poll() is None
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) != 0
+    assert "--resume" in run.stderr.read()
+    assert list((tmp_path / "run" / "checkpoints").glob("step_*"))
+
+
+def test_two_ddp_processes_match_one_process_with_twice_the_batch(corpus, tmp_path):
+    common = ("--max-steps", "4", "--eval-every", "100", "--override", "dropout=0.0", "--device", "cpu")
+    one = cli(*tiny_args(corpus, tmp_path / "one", *common))
+    assert one.wait(timeout=240) == 0, one.stderr.read()
+    args = tiny_args(corpus, tmp_path / "two", *common)
+    args[args.index("--batch-size") + 1] = "2"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29631", "-m", "tokenmix", *args],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr[-2000:]
+    for a, b in zip(records(tmp_path / "one"), records(tmp_path / "two"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+        assert a["tokens_per_s"] > 0 and b["tokens_per_s"] > 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    import tokenmix.train.pretrain as pretrain
+
+    original, calls = pretrain.pretraining_sums, {"n": 0}
+
+    def poisoned(out, batch):
+        calls["n"] += 1
+        sums = original(out, batch)
+        return sums * float("nan") if calls["n"] > 6 else sums
+
+    monkeypatch.setattr(pretrain, "pretraining_sums", poisoned)
+    with pytest.raises(FloatingPointError, match="step 7.*last good checkpoint is step 5"):
+        run_pretraining(config(corpus, tmp_path / "run", max_steps=20, save_every=5, eval_every=100))
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000005"]
+
+
+def test_refusals(corpus, tmp_path):
+    run = tmp_path / "run"
+    run_pretraining(config(corpus, run, max_steps=2, eval_every=100))
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        run_pretraining(config(corpus, run, max_steps=2))
+    with pytest.raises(ValueError, match="model config differs.*hidden_size"):
+        run_pretraining(config(corpus, run, max_steps=4, resume=True, override=("hidden_size=32",)))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_pretraining(config(corpus, tmp_path / "empty", resume=True))
+    summary = run_pretraining(config(corpus, run, max_steps=2, overwrite=True))
+    assert summary["steps"] == 2
+
+
+def test_cli_errors_are_one_line(corpus, tmp_path):
+    done = cli(*tiny_args(corpus, tmp_path / "run", "--max-steps", "1", "--device", "cpu"))
+    assert done.wait(timeout=120) == 0
+    again = cli(*tiny_args(corpus, tmp_path / "run", "--max-steps", "1", "--device", "cpu"))
+    assert again.wait(timeout=120) != 0
+    err = again.stderr.read()
+    assert err.count("\n") == 1 and "already holds a finished run" in err
