@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 
 def is_tracing() -> bool:
     """True under torch.compile, TorchScript tracing or ONNX export, where data-dependent Python
-    checks (which synchronise with the device) must be skipped."""
+    checks (which synchronise with the device) must be skipped. (torch is imported here, not at the
+    top, so that torch-free modules can use :func:`atomic_write`.)"""
+    import torch
+
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 

@@ -25,18 +25,18 @@ output folder is never silently mixed with data from other inputs.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import itertools
 import json
 import os
-import tempfile
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from ..utils import atomic_write
+from .text import read_documents
 
 FORMAT = "tokenmix-pretraining-shards/1"
 SPLITS = ("train", "heldout")
@@ -66,69 +66,16 @@ class DataPrepareConfig:
 
 
 def _save_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write to a temporary file in the same folder, then rename: a file is complete or absent."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
+    """Write through a file object into a temporary file, then rename: a file is complete or absent."""
+    def to_file(tmp: str) -> None:
+        with open(tmp, mode) as f:
             write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, to_file)
 
 
 def _save_json(path: Path, payload: dict) -> None:
     _save_atomic(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), mode="w")
-
-
-def _is_jsonl(path: Path) -> bool:
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    return name.endswith((".jsonl", ".json"))
-
-
-def _documents(path: Path, advance: Callable[[int], None]) -> Iterator[list[str]]:
-    """Each document of one file as its list of non-empty, stripped lines. Reads bytes so that the
-    progress bar can follow the (compressed) file position and a bad byte is reported by line."""
-    jsonl, raw = _is_jsonl(path), open(path, "rb")
-    stream = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
-    done, doc = 0, []
-    try:
-        for number, data in enumerate(stream, 1):
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not valid UTF-8 ({err.reason} at byte {err.start}); "
-                                 "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
-            if number == 1:
-                line = line.lstrip("\ufeff")
-            if jsonl:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}); each line of a .jsonl "
-                                     'file must be one object with a "text" field') from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise ValueError(f'{path}: line {number} has no string "text" field; each line of a .jsonl file '
-                                     'must be one object like {"text": "..."}')
-                yield [s for s in (part.strip() for part in record["text"].split("\n")) if s]
-            elif line.strip():
-                doc.append(line.strip())
-            elif doc:
-                yield doc
-                doc = []
-            if number % 1024 == 0:
-                advance(raw.tell() - done)
-                done = raw.tell()
-        if doc:
-            yield doc
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: not a valid gzip file ({err}); decompress it or fix the file") from None
-    finally:
-        advance(os.path.getsize(path) - done)
-        stream.close()
-        raw.close()
 
 
 class _ShardWriter:
@@ -275,7 +222,7 @@ def prepare_data(config: DataPrepareConfig) -> Path:
             started.append(True)
 
     writers = {split: _ShardWriter(out / split, dtype, config.shard_tokens, before_write) for split in SPLITS}
-    documents = (doc for path in paths for doc in _documents(path, lambda n: bar.update(n)))
+    documents = (doc for path in paths for doc in read_documents(path, advance=bar.update))
     index = 0
     with tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, unit_divisor=1024,
               desc="tokenizing", disable=None) as bar:
