@@ -86,3 +86,17 @@ def test_usage_errors_are_one_line(capsys, argv, needle):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and err.startswith("tokenmix: error:") and needle in err
+
+
+@pytest.mark.parametrize("command,flags", [
+    (["pretrain"], ["--model", "--data", "--out", "--resume", "--max-time", "--grad-accum", "--bf16", "--fsdp"]),
+    (["data", "prepare"], ["--input", "--tokenizer", "--out", "--heldout-fraction"]),
+    (["tokenizer", "train"], ["--input", "--vocab-size", "--out"]),
+    (["bench", "moe"], ["--model", "--preset", "--router"]),
+])
+def test_pipeline_commands_expose_their_config_fields(capsys, command, flags):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    for flag in flags:
+        assert flag in out

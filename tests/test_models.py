@@ -207,3 +207,14 @@ def test_torch_export_traces_without_complex_ops(name):
     assert "fft" not in targets and "complex" not in targets
     expected = model(ids, attention_mask=mask).logits
     assert torch.allclose(program.module()(ids, attention_mask=mask).logits, expected, atol=1e-5)
+
+
+def test_override_strings_are_typed_by_the_config():
+    from tokenmix.config import parse_overrides
+
+    parsed = parse_overrides(["dropout=0.0", "fourier_impl=matmul", "zero_biases=true", "embedding_size=None", "num_layers=3"])
+    assert parsed == {"dropout": 0.0, "fourier_impl": "matmul", "zero_biases": True, "embedding_size": None, "num_layers": 3}
+    with pytest.raises(ValueError, match="bad override 'nope=1'"):
+        parse_overrides(["nope=1"])
+    with pytest.raises(ValueError, match="num_layers expects a int"):
+        parse_overrides(["num_layers=x"])

@@ -115,19 +115,24 @@ def test_sigterm_saves_a_checkpoint_and_exits_nonzero(corpus, tmp_path):
     assert list((tmp_path / "run" / "checkpoints").glob("step_*"))
 
 
-def test_two_ddp_processes_match_one_process_with_twice_the_batch(corpus, tmp_path):
-    common = ("--max-steps", "4", "--eval-every", "100", "--override", "dropout=0.0", "--device", "cpu")
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_processes_match_one_process_with_twice_the_batch(corpus, tmp_path, sharding):
+    common = ("--max-steps", "4", "--eval-every", "100", "--save-every", "2", "--override", "dropout=0.0", "--device", "cpu")
     one = cli(*tiny_args(corpus, tmp_path / "one", *common))
     assert one.wait(timeout=240) == 0, one.stderr.read()
-    args = tiny_args(corpus, tmp_path / "two", *common)
+    args = tiny_args(corpus, tmp_path / "two", *common, *(["--fsdp"] if sharding == "fsdp" else []))
     args[args.index("--batch-size") + 1] = "2"
     torchrun = Path(sys.executable).with_name("torchrun")
-    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29631", "-m", "tokenmix", *args],
+    port = {"ddp": "29631", "fsdp": "29632"}[sharding]
+    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", port, "-m", "tokenmix", *args],
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert two.returncode == 0, two.stderr[-2000:]
     for a, b in zip(records(tmp_path / "one"), records(tmp_path / "two"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a["tokens_per_s"] > 0 and b["tokens_per_s"] > 0
+    final = "checkpoints/step_00000004/model.safetensors"
+    a, b = load_file(tmp_path / "one" / final), load_file(tmp_path / "two" / final)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # full (unsharded) weights saved
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
