@@ -11,7 +11,6 @@ from :class:`TokenizerTrainConfig` without loading it.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import struct
@@ -55,38 +54,18 @@ class TokenizerTrainConfig:
 
 
 def _read_batches(path: str, text_field: str, bar: Any) -> Iterator[list[str]]:
-    """Stream one file as lists of non-empty texts, advancing ``bar`` by the bytes read from disk.
-    Lines are decoded strictly, so a bad byte is reported with its offset instead of replaced."""
-    jsonl, batch, offset, done = path.endswith((".jsonl", ".jsonl.gz")), [], 0, 0
-    with open(path, "rb") as raw:
-        try:
-            for number, line in enumerate(gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw, 1):
-                try:
-                    text = line.decode("utf-8-sig" if number == 1 else "utf-8")  # -sig: drop a leading BOM
-                except UnicodeDecodeError as err:
-                    where = f"byte offset {offset + err.start}" + (" after decompression" if path.endswith(".gz") else "")
-                    raise ValueError(f"{path} is not UTF-8 text ({where}); re-encode it, "
-                                     f"e.g. iconv -f latin1 -t utf-8 {path} > fixed.txt") from None
-                offset += len(line)
-                if jsonl and text.strip():
-                    try:
-                        record = json.loads(text)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}, line {number}: invalid JSON ({err.msg}); a .jsonl file holds one object per line") from None
-                    text = record.get(text_field) if isinstance(record, dict) else None
-                    if not isinstance(text, str):
-                        raise ValueError(f"{path}, line {number}: no string field {text_field!r}; set --text-field")
-                if text.strip():
-                    batch.append(text)
-                if len(batch) == _BATCH_LINES:
-                    yield batch
-                    bar.update(raw.tell() - done)
-                    batch, done = [], raw.tell()
-        except gzip.BadGzipFile:
-            raise ValueError(f"{path} ends in .gz but is not gzip-compressed; rename or recompress it") from None
-        if batch:
+    """Stream one file as lists of about ``_BATCH_LINES`` non-empty lines, advancing ``bar`` by the
+    bytes read. The shared corpus reader rejects bad bytes, JSON and gzip with the file and line."""
+    from .data.text import read_documents
+
+    batch: list[str] = []
+    for document in read_documents(path, text_field, advance=bar.update):
+        batch.extend(document)
+        if len(batch) >= _BATCH_LINES:
             yield batch
-        bar.update(raw.tell() - done)
+            batch = []
+    if batch:
+        yield batch
 
 
 def _sentencepiece_style(backend: Any, tokens: dict[str, str] | None, prepend: str = "always") -> None:
