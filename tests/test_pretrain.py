@@ -171,3 +171,12 @@ def test_cli_errors_are_one_line(corpus, tmp_path):
     assert again.wait(timeout=120) != 0
     err = again.stderr.read()
     assert err.count("\n") == 1 and "already holds a finished run" in err
+
+
+def test_moe_auxiliary_losses_are_added_and_logged(corpus, tmp_path):
+    run = tmp_path / "run"
+    summary = run_pretraining(config(corpus, run, model="sparse_mixer", max_steps=3, eval_every=100))
+    assert summary["steps"] == 3
+    train = records(run)
+    assert all(r["aux_loss"] > 0 for r in train)  # router z-loss (experts-choose has no balancing loss)
+    assert all(r["aux_loss"] < 0.01 for r in train)  # 1e-4 x sum of z-losses: small next to MLM + NSP
