@@ -70,7 +70,10 @@ def _read_batches(path: str, text_field: str, bar: Any) -> Iterator[list[str]]:
 
 def _sentencepiece_style(backend: Any, tokens: dict[str, str] | None, prepend: str = "always") -> None:
     """Spaces become ``▁`` attached to the next word (SentencePiece's convention); once the special
-    tokens exist, a ``[CLS] A [SEP] B [SEP]`` template for callers who let ``tokenizers`` add them."""
+    tokens exist, a ``[CLS] A [SEP] B [SEP]`` template for callers who let ``tokenizers`` add them.
+    (Also splitting words between letters, digits and punctuation, as SentencePiece's trainer does,
+    made the ``tokenizers`` trainer keep ``▁`` apart from words: 1.61 instead of 1.30 tokens per
+    Wikipedia word at 32k, so pieces like ``E.`` are left possible.)"""
     from tokenizers import decoders, pre_tokenizers, processors
 
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
