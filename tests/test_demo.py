@@ -52,3 +52,14 @@ def test_run_demo_small(tmp_path):
     table = format_table(results)
     assert "fnet" in table and "bert" in table and "majority" in table
     assert "x the steps/s of bert" in table
+
+
+def test_cli_demo_json_keeps_config_and_results(tmp_path, capsys):
+    from tokenmix.cli import main
+
+    out = tmp_path / "sub" / "demo.json"
+    assert main(["demo", "--models", "fnet", "--seq-len", "32", "--seconds", "1", "--train-size", "50",
+                 "--eval-size", "20", "--max-depth", "1", "--max-args", "3", "--device", "cpu", "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert set(saved) == {"config", "results"} and saved["results"][0]["model"] == "fnet"
+    assert "ListOps demo" in capsys.readouterr().out

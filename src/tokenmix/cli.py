@@ -14,6 +14,7 @@ import typing
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .utils import write_json
 
 
 def _comma_list(item_type: type) -> Callable[[str], tuple]:
@@ -51,13 +52,6 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
-def _write_json(path: str | None, payload: Any) -> None:
-    if path:
-        with open(path, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-
-
 def cmd_models(args: argparse.Namespace) -> None:
     import torch
 
@@ -77,15 +71,14 @@ def cmd_models(args: argparse.Namespace) -> None:
     print(render_table(["model", *PRESETS, "description"], rows))
     print("\npresets (hidden/layers/heads/ff): "
           + "; ".join(f"{p} {s['hidden_size']}/{s['num_layers']}/{s['num_heads']}/{s['intermediate_size']}" for p, s in PRESETS.items()))
-    _write_json(args.json, records)
+    if args.json:
+        write_json(args.json, records)
 
 
 def run_demo(config: Any) -> None:
     from .demo import format_table, run_demo
 
-    results = run_demo(config)
-    print(format_table(results))
-    _write_json(config.json, results)
+    print(format_table(run_demo(config)))  # run_demo writes config.json itself
 
 
 def run_bench_speed(config: Any) -> None:

@@ -12,10 +12,8 @@ read :class:`DemoConfig` to build its flags without paying for the torch import.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .tables import render_table
@@ -144,10 +142,9 @@ def run_demo(config: DemoConfig) -> list[dict[str, Any]]:
         get_variant(name)  # unknown names fail here, before any model trains
     results = [run_isolated(_train_and_evaluate, config, name) for name in config.models]
     if config.json:
-        from .utils import atomic_write
+        from .utils import write_json
 
-        payload = json.dumps({"config": asdict(config), "results": results}, indent=2)
-        atomic_write(config.json, lambda tmp: Path(tmp).write_text(payload + "\n"))
+        write_json(config.json, {"config": asdict(config), "results": results})
     return results
 
 

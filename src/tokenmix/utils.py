@@ -30,3 +30,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: str | Path, payload: object) -> Path:
+    """Indented JSON, written atomically (parent folders created): a results or summary file is
+    never left half-written."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -8,12 +8,11 @@ shape) and the rest, routing + dispatch (router, top-k, gather, scatter, statist
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..tables import render_table
+from ..utils import write_json
 
 
 @dataclass
@@ -90,7 +89,7 @@ def run_moe_benchmark(config: MoEBenchConfig) -> list[dict[str, Any]]:
             "device": device_name(device),
         })
     if config.json:
-        Path(config.json).write_text(json.dumps({"config": asdict(config), "results": records}, indent=2) + "\n")
+        write_json(config.json, {"config": asdict(config), "results": records})
     return records
 
 

@@ -13,12 +13,11 @@ on CPU is only measurable per process, so on CPU every configuration runs in a f
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..tables import mib, render_table
+from ..utils import write_json
 
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
 AMP_DTYPES = ("none", "bf16", "fp16")
@@ -150,9 +149,7 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
             bar.set_postfix_str(f"{name} L={seq_len} {mode}")
             records.append(_measure_or_fail(name, seq_len, mode, config))
     if config.json:
-        path = Path(config.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"config": asdict(config), "results": records}, indent=2) + "\n")
+        write_json(config.json, {"config": asdict(config), "results": records})
     return records
 
 

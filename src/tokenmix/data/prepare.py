@@ -222,10 +222,10 @@ def prepare_data(config: DataPrepareConfig) -> Path:
             started.append(True)
 
     writers = {split: _ShardWriter(out / split, dtype, config.shard_tokens, before_write) for split in SPLITS}
-    documents = (doc for path in paths for doc in read_documents(path, advance=bar.update))
     index = 0
     with tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, unit_divisor=1024,
               desc="tokenizing", disable=None) as bar:
+        documents = (doc for path in paths for doc in read_documents(path, advance=bar.update))
         while True:
             chunk, lines = [], 0
             for doc in documents:

@@ -19,13 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FIELDS_HELP = {
-    "model": "registered model name (see `tokenmix models`)",
-    "preset": "size preset",
-    "data": "directory written by `tokenmix data prepare`",
-    "out": "run directory (checkpoints, metrics.jsonl, summary.json)",
-}
-
+from ..utils import write_json
 
 def _f(default: Any, help_text: str) -> Any:
     return field(default=default, metadata={"help": help_text})
@@ -33,10 +27,10 @@ def _f(default: Any, help_text: str) -> Any:
 
 @dataclass
 class PretrainConfig:
-    model: str = _f("fnet", FIELDS_HELP["model"])
-    preset: str = _f("mini", FIELDS_HELP["preset"])
-    data: str = _f("", FIELDS_HELP["data"])
-    out: str = _f("", FIELDS_HELP["out"])
+    model: str = _f("fnet", "registered model name (see `tokenmix models`)")
+    preset: str = _f("mini", "size preset")
+    data: str = _f("", "directory written by `tokenmix data prepare`")
+    out: str = _f("", "run directory (checkpoints, metrics.jsonl, summary.json)")
     override: tuple[str, ...] = _f((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
     max_seq_len: int = _f(128, "tokens per example")
     max_predictions_per_seq: int = _f(20, "masked positions per example (official: 80 at length 512)")
@@ -118,7 +112,7 @@ def prepare_run_dir(config: PretrainConfig, is_main: bool) -> Path:
                 (run_dir / name).unlink(missing_ok=True)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        write_json(run_dir / "train_config.json", asdict(config))
     return run_dir
 
 
@@ -305,9 +299,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
             "heldout": final, "config": asdict(config), "model_config": model_config.to_dict(),
         }
         if context.is_main:
-            from ..utils import atomic_write
-
-            atomic_write(run_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
+            write_json(run_dir / "summary.json", summary)
         if log is not None:
             log.close()
         return summary
