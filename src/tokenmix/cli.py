@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 import types
@@ -81,20 +82,6 @@ def run_demo(config: Any) -> None:
     print(format_table(run_demo(config)))  # run_demo writes config.json itself
 
 
-def run_bench_speed(config: Any) -> None:
-    from .bench.speed import format_speed_table, run_speed_benchmark
-
-    print(format_speed_table(run_speed_benchmark(config), config.baseline))
-    if config.json:
-        print(f"wrote {config.json}")
-
-
-def run_bench_moe(config: Any) -> None:
-    from .bench.moe import format_moe_table, run_moe_benchmark
-
-    print(format_moe_table(run_moe_benchmark(config)))
-
-
 def run_tokenizer_train(config: Any) -> None:
     from .tokenizer import train_tokenizer
 
@@ -125,16 +112,12 @@ def run_pretrain(config: Any) -> None:
 
 
 # (command path, help, description, "module:ConfigClass", runner): every flag comes from the config.
+# Feature packages keep their own tables of the same shape (``COMMANDS`` and ``GROUP_HELP`` in the
+# modules named in COMMAND_MODULES), so adding a command never edits this file's table.
 CONFIG_COMMANDS = (
     (("demo",), "train a tiny FNet and a tiny BERT on a generated ListOps task and compare them",
      "Train each model for a fixed time on a generated ListOps-style task (no downloads), then print "
      "steps/s, peak memory and accuracy side by side.", "demo:DemoConfig", run_demo),
-    (("bench", "speed"), "ms/step, tokens/s and peak memory per model, length and mode",
-     "Measure every model side by side in one run: median ms per step after warm-up, tokens/s, peak "
-     "memory; prints a table, writes JSON.", "bench.speed:SpeedBenchConfig", run_bench_speed),
-    (("bench", "moe"), "MoE layer vs a dense feed-forward of the same per-token compute",
-     "Time one MoE feed-forward layer against a dense feed-forward of the same per-token compute, split "
-     "into expert matmuls and routing + dispatch.", "bench.moe:MoEBenchConfig", run_bench_moe),
     (("tokenizer", "train"), "train a SentencePiece-style Unigram tokenizer (tokenizer.json)",
      "Train a Unigram tokenizer with Hugging Face tokenizers on text / JSONL (.gz) files; special tokens "
      "[PAD] [UNK] [CLS] [SEP] [MASK].", "tokenizer:TokenizerTrainConfig", run_tokenizer_train),
@@ -146,6 +129,9 @@ CONFIG_COMMANDS = (
      "Pretrain with AdamW, warm-up and linear decay, checkpoints and exact --resume; run under "
      "`torchrun --nproc-per-node N -m tokenmix pretrain ...` for DDP.", "train.pretrain:PretrainConfig", run_pretrain),
 )
+
+
+COMMAND_MODULES = ("bench.commands", "lra.commands")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -162,8 +148,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _config_class(spec: str) -> type:
-    import importlib
-
     module, name = spec.split(":")
     return getattr(importlib.import_module(f".{module}", __package__), name)
 
@@ -177,8 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tokenmix {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
-    group_help = {"bench": "speed and memory benchmarks", "tokenizer": "tokenizer training",
-                  "data": "pretraining data preparation"}
+    group_help = {"tokenizer": "tokenizer training", "data": "pretraining data preparation"}
+    tables = [CONFIG_COMMANDS]
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f".{name}", __package__)
+        tables.append(module.COMMANDS)
+        group_help.update(getattr(module, "GROUP_HELP", {}))
 
     def subparsers_for(path: tuple[str, ...]) -> argparse._SubParsersAction:
         if len(path) == 1:
@@ -188,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
             groups[path[0]] = group.add_subparsers(dest=path[0], metavar="<subcommand>", required=True)
         return groups[path[0]]
 
-    for path, help_text, description, spec, runner in CONFIG_COMMANDS:
+    for path, help_text, description, spec, runner in (entry for table in tables for entry in table):
         sub = subparsers_for(path).add_parser(path[-1], help=help_text, description=description)
         cls = _config_class(spec)
         add_config_arguments(sub, cls)
