@@ -131,7 +131,7 @@ CONFIG_COMMANDS = (
 )
 
 
-COMMAND_MODULES = ("bench.commands", "lra.commands")
+COMMAND_MODULES = ("bench.commands", "lra.commands", "export", "report")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:

@@ -1,0 +1,5 @@
+"""``tokenmix export``: placeholder, being written."""
+
+from __future__ import annotations
+
+COMMANDS: tuple = ()

@@ -1,0 +1,1 @@
+"""Task metrics computed with scikit-learn / scipy (``glue``, ``superglue``)."""

@@ -1,0 +1,5 @@
+"""``tokenmix report``: placeholder, being written."""
+
+from __future__ import annotations
+
+COMMANDS: tuple = ()
