@@ -29,7 +29,8 @@ def _comma_list(item_type: type) -> Callable[[str], tuple]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--field-name`` option per dataclass field, typed and documented from the field."""
+    """One ``--field-name`` option per dataclass field, typed and documented from the field; fields
+    with ``metadata["positional"]`` become positional arguments (a tuple field takes any number)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint, flag = hints[f.name], "--" + f.name.replace("_", "-")
@@ -37,6 +38,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        if f.metadata.get("positional"):  # e.g. `tokenmix predict --model DIR "text a" "text b"`
+            is_tuple = typing.get_origin(hint) is tuple
+            parser.add_argument(f.name, nargs="*" if is_tuple else None, default=default,
+                                type=args[0] if is_tuple else hint, metavar=f.name.upper(), help=help_text)
+            continue
         if hint is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
@@ -50,7 +56,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # nargs="*" gives lists
 
 
 def cmd_models(args: argparse.Namespace) -> None:
