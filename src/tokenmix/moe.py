@@ -21,8 +21,6 @@ official code routes them like real tokens).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,8 +32,10 @@ from .utils import is_tracing
 
 def num_groups(num_tokens: int, max_group_size: int) -> int:
     """Smallest group count >= ceil(num_tokens / max_group_size) that divides num_tokens, so every
-    group has the same size and none exceeds the maximum (unless num_tokens has no such divisor)."""
-    groups = max(1, math.ceil(num_tokens / max_group_size))
+    group has the same size and none exceeds the maximum (unless num_tokens has no such divisor).
+    Integer ceil-division, not math.ceil of a float: with a symbolic batch size (ONNX export) it
+    simplifies exactly, so one-example groups stay one example per group for every batch size."""
+    groups = max(1, -(-num_tokens // max_group_size))
     while num_tokens % groups:
         groups += 1
     return groups
