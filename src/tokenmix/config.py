@@ -129,6 +129,13 @@ class ModelConfig:
     def uses_attention(self) -> bool:
         return self.mixing == "attention" or self.num_attention_layers > 0
 
+    @property
+    def length_dependent(self) -> bool:
+        """True when some layer mixes tokens with a fixed transform that ignores the padding mask
+        (Fourier, linear, random...): a DFT over a different length is a different function, so an
+        example's output depends on how far it is padded. Such models are fed one fixed length."""
+        return self.mixing not in ("attention", "identity") and len(self.attention_layers()) < self.num_layers
+
     def attention_layers(self) -> frozenset[int]:
         """Indices of blocks whose mixing sublayer is self-attention (official hybrid layouts)."""
         if self.mixing == "attention":

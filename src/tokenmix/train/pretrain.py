@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..utils import write_json
+
 
 def _f(default: Any, help_text: str) -> Any:
     return field(default=default, metadata={"help": help_text})
@@ -72,48 +71,6 @@ class PretrainConfig:
             raise ValueError("learning_rate must be > 0, warmup_steps and clip_grad_norm >= 0")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
-
-
-class _StopSignal:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and stops."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def prepare_run_dir(config: PretrainConfig, is_main: bool) -> Path:
-    from .state import CHECKPOINTS, checkpoint_dirs
-
-    run_dir = Path(config.out)
-    finished = (run_dir / "summary.json").exists()
-    started = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
-    if config.resume and not started:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; start without --resume")
-    if not config.resume and (finished or started):
-        if not config.overwrite:
-            state = "finished" if finished else "started"
-            raise ValueError(f"{run_dir} already holds a {state} run; pass --resume to continue it or --overwrite to start over")
-        if is_main:
-            shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-            for name in ("metrics.jsonl", "summary.json"):
-                (run_dir / name).unlink(missing_ok=True)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "train_config.json", asdict(config))
-    return run_dir
 
 
 def pretraining_sums(out: Any, batch: dict[str, Any]) -> Any:
@@ -171,11 +128,19 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     from ..optim import adamw, warmup_linear_decay
     from ..registry import make_config
     from .distributed import gradient_sync, init_distributed, shutdown, wrap_model
-    from .state import checkpoint_dirs, gather_state, load_checkpoint, restore_rng, save_checkpoint
+    from .state import (
+        StopSignal,
+        checkpoint_dirs,
+        gather_state,
+        load_checkpoint,
+        prepare_run_dir,
+        restore_rng,
+        save_checkpoint,
+    )
 
     context = init_distributed(resolve_device(config.device))
     try:
-        run_dir = prepare_run_dir(config, context.is_main)
+        run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, asdict(config), context.is_main)
         context.barrier()
         train_data = PretrainingDataset(config.data, "train")
         heldout = PretrainingDataset(config.data, "heldout")
@@ -219,7 +184,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         start = interval_start = time.perf_counter()
         interval_steps, running, stop_reason = 0, torch.zeros(5, dtype=torch.float64, device=context.device), None
         model.train()
-        with _StopSignal() as stop:
+        with StopSignal() as stop:
             while step < config.max_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * warmup_linear_decay(step, config.warmup_steps, config.max_steps)

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
 from ..checkpoint import read_config, read_safetensors, save_weights
 from ..config import ModelConfig
+from ..utils import write_json
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "training_state.pt"
@@ -74,3 +80,44 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     set_state_dict(model, optimizer, model_state_dict=read_safetensors(path / "model.safetensors"),
                    optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
     return state
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the end of the step and stops."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[str, Any], is_main: bool = True) -> Path:
+    """Check ``run_dir`` against --resume/--overwrite (never silently reuse or wipe a run), then
+    record the run's settings in ``train_config.json``."""
+    finished = (run_dir / "summary.json").exists()
+    started = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
+    if resume and not started:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; start without --resume")
+    if not resume and (finished or started):
+        if not overwrite:
+            state = "finished" if finished else "started"
+            raise ValueError(f"{run_dir} already holds a {state} run; pass --resume to continue it or --overwrite to start over")
+        if is_main:
+            shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+            for name in ("metrics.jsonl", "summary.json"):
+                (run_dir / name).unlink(missing_ok=True)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "train_config.json", record)
+    return run_dir
