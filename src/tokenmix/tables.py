@@ -27,3 +27,11 @@ def _is_number(text: str) -> bool:
 
 def mib(num_bytes: float | None) -> str:
     return "-" if num_bytes is None else f"{num_bytes / 2**20:.0f}"
+
+
+def render_markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table (numbers right-aligned), for report files."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    numeric = [bool(cells) and all(_is_number(r[i]) for r in cells if r[i]) for i in range(len(headers))]
+    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    return "\n".join(out + ["| " + " | ".join(row) + " |" for row in cells])
