@@ -1,6 +1,7 @@
 """SuperGLUE metrics as the leaderboard computes them, and leaderboard submission files.
 
-Scores are fractions in [0, 1]. ``predictions`` are per :class:`~tokenmix.tasks.examples.Example`, in
+Scores are percentages (0-100, as the leaderboard and :mod:`tokenmix.metrics.glue` show them).
+``predictions`` are per :class:`~tokenmix.tasks.examples.Example`, in
 the order of the examples: the predicted class index for classification tasks and MultiRC, the
 candidate's scalar score for COPA and ReCoRD (the best-scoring candidate of each group is the
 answer, as in the official Sparse Mixers code).
@@ -33,20 +34,20 @@ def _check_lengths(**columns: Sequence) -> None:
 
 def accuracy(labels: Sequence[int], predictions: Sequence[int]) -> float:
     _check_lengths(labels=labels, predictions=predictions)
-    return float(accuracy_score(labels, predictions))
+    return 100.0 * float(accuracy_score(labels, predictions))
 
 
 def cb_scores(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
     """CB: accuracy and the F1 averaged over the three classes (macro-F1)."""
     _check_lengths(labels=labels, predictions=predictions)
     return {"accuracy": accuracy(labels, predictions),
-            "f1": float(f1_score(labels, predictions, labels=[0, 1, 2], average="macro", zero_division=0))}
+            "f1": 100.0 * float(f1_score(labels, predictions, labels=[0, 1, 2], average="macro", zero_division=0))}
 
 
 def matthews(labels: Sequence[int], predictions: Sequence[int]) -> float:
     """AX-b: Matthews correlation coefficient."""
     _check_lengths(labels=labels, predictions=predictions)
-    return float(matthews_corrcoef(labels, predictions))
+    return 100.0 * float(matthews_corrcoef(labels, predictions))
 
 
 def gender_parity(groups: Sequence[Any], predictions: Sequence[int]) -> float:
@@ -60,7 +61,7 @@ def gender_parity(groups: Sequence[Any], predictions: Sequence[int]) -> float:
     if odd:
         raise ValueError(f"gender parity needs minimal pairs, but group(s) {odd[:5]} have "
                          f"{len(pairs[odd[0]])} example(s); score the whole AX-g file")
-    return sum(a == b for a, b in pairs.values()) / len(pairs)
+    return 100.0 * sum(a == b for a, b in pairs.values()) / len(pairs)
 
 
 def multirc_scores(groups: Sequence[Any], labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
@@ -70,8 +71,8 @@ def multirc_scores(groups: Sequence[Any], labels: Sequence[int], predictions: Se
     right: dict[Any, bool] = {}
     for group, label, prediction in zip(groups, labels, predictions):
         right[group] = right.get(group, True) and int(label) == int(prediction)
-    return {"f1a": float(f1_score(labels, predictions, zero_division=0)),
-            "em": sum(right.values()) / len(right)}
+    return {"f1a": 100.0 * float(f1_score(labels, predictions, zero_division=0)),
+            "em": 100.0 * sum(right.values()) / len(right)}
 
 
 def best_candidates(groups: Sequence[Any], scores: Sequence[float]) -> dict[Any, int]:
@@ -89,7 +90,7 @@ def copa_accuracy(groups: Sequence[Any], labels: Sequence[int], scores: Sequence
     """COPA: fraction of questions whose best-scoring choice is the correct one (label 1)."""
     _check_lengths(groups=groups, labels=labels, scores=scores)
     best = best_candidates(groups, scores)
-    return sum(int(labels[i]) == 1 for i in best.values()) / len(best)
+    return 100.0 * sum(int(labels[i]) == 1 for i in best.values()) / len(best)
 
 
 _PUNCTUATION = frozenset(string.punctuation)
@@ -103,7 +104,7 @@ def normalize_answer(text: str) -> str:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    """F1 over the multiset of normalised tokens (0 when nothing is shared)."""
+    """A fraction in [0, 1]: F1 over the multiset of normalised tokens (0 when nothing is shared)."""
     predicted, reference = normalize_answer(prediction).split(), normalize_answer(gold).split()
     same = sum((Counter(predicted) & Counter(reference)).values())
     if same == 0:
@@ -128,7 +129,7 @@ def record_scores(groups: Sequence[Any], candidates: Sequence[str], scores: Sequ
     chosen = {group: candidates[i] for group, i in best_candidates(groups, scores).items()}
     f1 = [max(token_f1(chosen.get(q, ""), g) for g in gold) for q, gold in answers.items()]
     em = [max(exact_match(chosen.get(q, ""), g) for g in gold) for q, gold in answers.items()]
-    return {"f1": float(np.mean(f1)), "em": float(np.mean(em))}
+    return {"f1": 100.0 * float(np.mean(f1)), "em": 100.0 * float(np.mean(em))}
 
 
 def _task(task: str | SuperGLUETask) -> SuperGLUETask:
