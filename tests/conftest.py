@@ -7,6 +7,14 @@ VOCAB = 101
 SMALL = dict(vocab_size=VOCAB, max_position_embeddings=32)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _autotune_cache(tmp_path_factory):
+    """fourier_impl="auto" measures once per shape and caches on disk: keep that cache per test session."""
+    import os
+
+    os.environ["TOKENMIX_CACHE"] = str(tmp_path_factory.mktemp("tokenmix-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

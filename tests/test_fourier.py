@@ -1,11 +1,14 @@
 """The Fourier mixing: both implementations against numpy, gradients, precision, autocast, compile."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+import tokenmix
 from conftest import random_ids, tiny
-from tokenmix.mixing import fourier
+from tokenmix.mixing import autotune, fourier
 from tokenmix.mixing.fourier import fourier_transform, resolve_impl
 
 
@@ -69,8 +72,8 @@ def test_half_precision_model_casts_back():
     assert torch.allclose(out.float(), fourier_transform(x.float(), "fft"), rtol=1e-2, atol=0.5)
 
 
-def test_auto_uses_fft_eagerly_and_matmul_under_compile():
-    assert resolve_impl("auto", torch.device("cpu")) == "fft"
+def test_auto_is_measured_eagerly_and_matmul_under_compile():
+    assert resolve_impl("auto", torch.device("cpu")) == "auto"  # decided per shape by measurement
     assert resolve_impl("auto", torch.device("meta")) == "matmul"  # no native FFT guaranteed
     seen = []
 
@@ -97,3 +100,111 @@ def test_tracing_never_poisons_the_matrix_cache():
     assert fourier._sequence_matrices.cache_info().currsize == 0
     x = torch.randn(2, 12, 64)
     assert torch.allclose(fourier_transform(x, "matmul"), fourier_transform(x, "fft"), atol=1e-3)
+
+
+class FakeClock:
+    """A clock under which every call of ``fft`` takes ``fft_ms`` and ``matmul`` takes ``matmul_ms``."""
+
+    def __init__(self, monkeypatch, fft_ms: float, matmul_ms: float) -> None:
+        self.now, self.reads, self.cost = 0.0, 0, {"fft": fft_ms / 1e3, "matmul": matmul_ms / 1e3}
+        monkeypatch.setattr(autotune, "timer", self)
+        for name in ("fft", "matmul"):
+            real = fourier._IMPLS["fourier"][name]
+            monkeypatch.setitem(fourier._IMPLS["fourier"], name, self.wrap(real, name))
+
+    def wrap(self, real, name):
+        def run(x):
+            self.now += self.cost[name]
+            return real(x)
+        return run
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOKENMIX_CACHE", str(tmp_path / "cache"))
+    autotune.clear_memo()
+    yield tmp_path / "cache" / "autotune.json"
+    autotune.clear_memo()
+
+
+@pytest.mark.parametrize("fft_ms, matmul_ms, expected", [(5.0, 2.0, "matmul"), (1.0, 3.0, "fft")])
+def test_auto_picks_the_measured_fastest_and_caches_it(cache, monkeypatch, fft_ms, matmul_ms, expected):
+    clock = FakeClock(monkeypatch, fft_ms, matmul_ms)
+    x = torch.randn(2, 24, 16)
+    out = fourier_transform(x, "auto")
+    assert torch.allclose(out, fourier_transform(x, "fft"), atol=1e-4)
+    assert autotune.choices() == {("fourier", torch.device("cpu"), 24, 16, torch.float32): expected}
+    (entry,) = json.loads(cache.read_text()).values()
+    assert entry == {"choice": expected, "ms": {"fft": fft_ms, "matmul": matmul_ms}}
+    reads = clock.reads
+    fourier_transform(torch.randn(5, 24, 16), "auto")  # same key (batch size is not part of it): no timing
+    assert clock.reads == reads
+    autotune.clear_memo()  # a new process: reads the disk cache, measures nothing
+    fourier_transform(x, "auto")
+    assert clock.reads == reads
+    fourier_transform(torch.randn(2, 25, 16), "auto")  # a new length is measured
+    assert clock.reads > reads and len(json.loads(cache.read_text())) == 2
+
+
+def test_auto_cache_key_has_dtype_and_transform(cache, monkeypatch):
+    FakeClock(monkeypatch, 1.0, 2.0)
+    fourier_transform(torch.randn(1, 8, 4, dtype=torch.float64), "auto")
+    fourier_transform(torch.randn(1, 8, 4).to(torch.bfloat16), "auto")  # computed in float32
+    fourier_transform(torch.randn(1, 8, 4), "auto", "hartley")
+    assert {(k[0], k[4]) for k in autotune.choices()} == {
+        ("fourier", torch.float32), ("fourier", torch.float64), ("hartley", torch.float32)}
+
+
+def test_unwritable_cache_warns_and_keeps_the_choice_in_process(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TOKENMIX_CACHE", str(blocker / "cache"))
+    autotune.clear_memo()
+    clock = FakeClock(monkeypatch, 3.0, 1.0)
+    with pytest.warns(UserWarning, match="TOKENMIX_CACHE"):
+        fourier_transform(torch.randn(1, 6, 4), "auto")
+    reads = clock.reads
+    fourier_transform(torch.randn(1, 6, 4), "auto")
+    assert clock.reads == reads
+    autotune.clear_memo()
+
+
+def test_corrupt_cache_is_measured_again(cache, monkeypatch):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    FakeClock(monkeypatch, 1.0, 2.0)
+    fourier_transform(torch.randn(1, 6, 4), "auto")
+    assert list(json.loads(cache.read_text()).values())[0]["choice"] == "fft"
+
+
+@pytest.mark.parametrize("name", [n for n in tokenmix.list_models()])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_variant_trains_under_half_precision_autocast(name, dtype):
+    """The CUDA autocast path, exercised on CPU: forward, loss and backward stay finite for every
+    variant, the Fourier transforms run in float32 and the loss is close to the float32 one."""
+    model = tiny(name, head="pretraining", dropout=0.0, attention_dropout=0.0, expert_dropout=0.0).train()
+    ids = random_ids(2, 16)
+    batch = dict(masked_positions=torch.tensor([[1, 3], [2, 5]]), masked_labels=torch.tensor([[4, 7], [9, 1]]),
+                 next_sentence_labels=torch.tensor([0, 1]))
+    reference = model(ids, **batch).loss
+    with torch.autocast("cpu", dtype=dtype):
+        loss = model(ids, **batch).loss
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("mixing", ["hartley", "circulant", "toeplitz"])
+def test_extra_mixings_under_bf16_autocast(mixing):
+    model = tiny("fnet", mixing=mixing)
+    ids = random_ids()
+    reference = model(ids).last_hidden_state
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids).last_hidden_state
+    assert torch.isfinite(out).all() and (out.float() - reference).abs().max() < 0.15

@@ -12,11 +12,13 @@ Two implementations compute the same function:
   conjugate symmetry of a real signal's spectrum to touch only the d//2+1 non-redundant hidden
   frequencies, which halves its FLOPs.
 
-``auto`` picks ``matmul`` while compiling/exporting and on devices other than CPU and CUDA, and
-``fft`` otherwise: measured on CPU (fft is ~4x faster at L=512, d=256 forward+backward) and stated by
-the official code for GPUs. Both run in float32 even
-under bf16/fp16 autocast (cuFFT half precision only handles power-of-two sizes, and a sum over L*d
-terms in half precision loses the low-order bits), then cast back to the input dtype.
+``auto`` picks ``matmul`` while compiling/exporting (no complex tensors there) and on devices other
+than CPU and CUDA. Otherwise it *measures*: the first call for a (device, sequence length, hidden
+size, dtype, transform) key times both implementations on that input (see :mod:`.autotune`), and
+the faster one is used from then on, remembered in-process and in a JSON file on disk so later runs
+skip the measurement. Both run in float32 even under bf16/fp16 autocast (cuFFT half precision only
+handles power-of-two sizes, and a sum over L*d terms in half precision loses the low-order bits),
+then cast back to the input dtype.
 
 The map is linear and symmetric (C and S are symmetric matrices), so its gradient is the same
 transform applied to the incoming gradient: a custom autograd function uses that and saves nothing.
@@ -122,21 +124,36 @@ class _SymmetricLinearMap(torch.autograd.Function):
 
 
 def resolve_impl(impl: str, device: torch.device | None = None) -> str:
-    """The implementation ``auto`` stands for in the current context and on ``device``."""
+    """The implementation ``impl`` stands for on ``device`` before any input is seen: a fixed choice,
+    ``matmul`` for ``auto`` under tracing or without native FFT, else ``auto`` (measured per shape,
+    see :func:`choose_impl`)."""
     if impl == "auto":
         native_fft = device is None or device.type in ("cpu", "cuda")
-        return "fft" if native_fft and not is_tracing() else "matmul"
+        return "auto" if native_fft and not is_tracing() else "matmul"
     if impl not in _IMPLS["fourier"]:
         raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS['fourier'])}")
     return impl
 
 
+def choose_impl(impl: str, x: torch.Tensor, transform: str = "fourier") -> str:
+    """The concrete implementation for input ``x`` (already in its compute dtype)."""
+    resolved = resolve_impl(impl, x.device)
+    if resolved != "auto":
+        return resolved
+    from .autotune import fastest
+
+    seq_len, d = x.shape[-2:]
+    return fastest(transform, x.device, seq_len, d, x.dtype,
+                   lambda: {name: functools.partial(fn, x) for name, fn in _IMPLS[transform].items()})
+
+
 def fourier_transform(x: torch.Tensor, impl: str = "auto", transform: str = "fourier") -> torch.Tensor:
     """Re(DFT2(x)) (``transform="fourier"``) or Re - Im of it (``"hartley"``) over the last two axes,
     computed in float32 (or float64) and returned in ``x.dtype``."""
-    fn = _IMPLS[transform][resolve_impl(impl, x.device)]
+    resolve_impl(impl)  # reject unknown names before any work
     with torch.autocast(x.device.type, enabled=False):
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
+        fn = _IMPLS[transform][choose_impl(impl, xf.detach(), transform)]
         if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
             out = _SymmetricLinearMap.apply(xf, fn)
         else:  # plain ops: what a tracer (compile, ONNX) should see
