@@ -147,21 +147,21 @@ def compute_metrics(task: str | SuperGLUETask, examples: Sequence[Example], pred
     if any(label is None for label in labels):
         raise ValueError(f"{task.dirname}: cannot score unlabelled examples (a test split?); "
                          "write a submission file instead")
-    groups = [e.group for e in examples]
+    groups, classes = [e.group for e in examples], [int(p) for p in predictions]
     if task.name == "copa":
         scores = {"accuracy": copa_accuracy(groups, labels, predictions)}
     elif task.name == "record":
         scores = record_scores(groups, [e.text_a for e in examples], predictions, answers or {})
     elif task.name == "multirc":
-        scores = multirc_scores(groups, labels, predictions)
+        scores = multirc_scores(groups, labels, classes)
     elif task.name == "cb":
-        scores = cb_scores(labels, predictions)
+        scores = cb_scores(labels, classes)
     elif task.name == "axb":
-        scores = {"mcc": matthews(labels, predictions)}
+        scores = {"mcc": matthews(labels, classes)}
     else:
-        scores = {"accuracy": accuracy(labels, [int(p) for p in predictions])}
+        scores = {"accuracy": accuracy(labels, classes)}
         if task.name == "axg":
-            scores["gender_parity"] = gender_parity(groups, predictions)
+            scores["gender_parity"] = gender_parity(groups, classes)
     if task.main_metric == "score":
         scores["score"] = float(np.mean([scores[name] for name in task.metrics]))
     return scores

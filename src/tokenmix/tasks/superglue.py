@@ -47,7 +47,7 @@ class SuperGLUETask:
     metrics: tuple[str, ...]
     main_metric: str
     fields: tuple[str, ...]
-    files: Mapping[str, str] = field(default_factory=lambda: dict(_OFFICIAL_FILES))
+    files: Mapping[str, str] = field(default_factory=lambda: dict(_OFFICIAL_FILES), compare=False)
     evaluate_with: str | None = None
 
     def path(self, data_dir: str | Path, split: str) -> Path:
@@ -225,12 +225,19 @@ def _flatten_record(record: dict, labelled: bool) -> list[dict]:
     rows = []
     for i, qa in enumerate(_get(record, "qas", kind=list)):
         where = f"qas[{i}]."
-        answers = _get(qa, "answers", where, list, optional=not labelled)
+        answers = _gold_answers(_get(qa, "answers", where, list, optional=not labelled), labelled, where)
         rows.append({"passage": text, "query": _get(qa, "query", where, str), "entities": sorted(entities),
                      "answers": None if answers is None else
                      sorted({_get(a, "text", f"{where}answers[{j}].", str) for j, a in enumerate(answers)}),
                      "idx": {"passage": p, "query": _get(qa, "idx", where, int)}})
     return rows
+
+
+def _gold_answers(answers: list | None, labelled: bool, where: str = "") -> list | None:
+    """ReCoRD answers: required and non-empty outside test files; None when the query is unlabelled."""
+    if labelled and not answers:
+        raise _Malformed(f"{where}answers", "no gold answer (every query of a labelled split needs one)")
+    return answers or None
 
 
 # --- flat rows -> examples, framed as in the official input pipeline -------------------------------
@@ -243,10 +250,10 @@ def _find_span(words: list[str], index: int, text: str, where: str, out: SuperGL
     """Word span of ``text`` at ``index`` (WSC indexes whitespace-separated words). A few official
     records give an index that does not point at the span: the nearest occurrence is used then, and
     counted; possessives (``Emma`` at ``Emma's``) count as a match."""
-    size = len(text.split())
+    size, wanted = len(text.split()), _norm_words(text)
 
     def matches(i: int) -> bool:
-        return _norm_words(" ".join(words[i:i + size])).startswith(_norm_words(text))
+        return _norm_words(" ".join(words[i:i + size])) in (wanted, wanted + "s")
 
     if 0 <= index <= len(words) - size and matches(index):
         return index, size
@@ -305,12 +312,11 @@ def _frame(task: SuperGLUETask, row: dict, out: SuperGLUESplit) -> list[Example]
                         _clean_multirc(row["answer"]) + SEGMENT_SEP + _clean_multirc(row["paragraph"]),
                         label, f"{p}_{q}_{a}", f"{p}_{q}")]
     query, answers = ids["query"], row["answers"]
-    labelled = answers is not None and (len(answers) > 0 or out.split != "test")
-    if labelled:
+    if answers is not None:
         out.answers[query] = tuple(answers)
         out.warnings["record_answers_not_in_entities"] += len(set(answers) - set(row["entities"]))
     return [Example(entity, row["query"] + SEGMENT_SEP + row["passage"],
-                    int(entity in answers) if labelled else None, f"{query}_{k}", query)
+                    None if answers is None else int(entity in answers), f"{query}_{k}", query)
             for k, entity in enumerate(row["entities"])]
 
 
@@ -422,9 +428,8 @@ def _hf_row(task: SuperGLUETask, row: Mapping, labelled: bool) -> dict:
     else:
         _get(row, "idx")
     if task.name == "record":
-        answers = list(row.get("answers") or [])
         return {**row, "entities": sorted(set(row["entities"])),
-                "answers": answers if answers or labelled else None}
+                "answers": _gold_answers(list(row.get("answers") or []), labelled)}
     if labelled and _label(task, row.get("label")) is None:
         raise _Malformed("label", "missing label (-1) outside the test split")
     return dict(row)
