@@ -153,10 +153,18 @@ def test_malformed_nested_records_name_the_field_path(tmp_path):
     split = load_split(tmp_path, "wic", "val")
     assert [p.split("jsonl:")[1] for p in split.problems] == [
         "1:start1: word span [2, 9) is outside sentence1 (3 chars)", "2:start2: must be an integer, got '0'"]
+    record["passage"]["questions"][0]["answers"][1]["label"] = 2
+    write_lines(tmp_path / "MultiRC" / "val.jsonl", [record])
+    with pytest.raises(ValueError, match=r"1:passage\.questions\[0\]\.answers\[1\]\.label: unknown label 2"):
+        load_split(tmp_path, "multirc", "val", strict=True)
     entity = {"source": "s", "idx": 0, "passage": {"text": "abc", "entities": [{"start": 1, "end": 3}]}, "qas": []}
-    write_lines(tmp_path / "ReCoRD" / "val.jsonl", [entity])
-    with pytest.raises(ValueError, match=r"1:passage\.entities\[0\]\.end: span \[1, 3\] is outside the passage"):
-        load_split(tmp_path, "record", "val", strict=True)
+    no_answer = {"source": "s", "idx": 1, "passage": {"text": "abc", "entities": [{"start": 1, "end": 2}]},
+                 "qas": [{"query": "@placeholder", "idx": 0, "answers": []}]}
+    write_lines(tmp_path / "ReCoRD" / "val.jsonl", [entity, no_answer])
+    split = load_split(tmp_path, "record", "val")
+    assert [p.split("jsonl:")[1] for p in split.problems] == [
+        "1:passage.entities[0].end: span [1, 3] is outside the passage (3 chars)",
+        "2:qas[0].answers: no gold answer (every query of a labelled split needs one)"]
 
 
 # --- the real files in ../shared/data/superglue ----------------------------------------------------

@@ -208,7 +208,8 @@ def _flatten_multirc(record: dict, labelled: bool) -> list[dict]:
             at = f"{where}answers[{j}]."
             rows.append({"paragraph": paragraph, "question": text, "answer": _get(answer, "text", at, str),
                          "idx": {"paragraph": p, "question": q, "answer": _get(answer, "idx", at, int)},
-                         "label": _get(answer, "label", at, optional=not labelled)})
+                         "label": _label(TASKS["multirc"], _get(answer, "label", at, optional=not labelled),
+                                         f"{at}label")})
     return rows
 
 
