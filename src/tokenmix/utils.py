@@ -41,3 +41,18 @@ def write_json(path: str | Path, payload: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def ensure_writable(path: str | Path, directory: bool = False) -> Path:
+    """Create ``path``'s folder (``path`` itself if ``directory``) and make sure a file can be written
+    there, so that a long run fails at once, not at its end, with a message naming the path."""
+    path = Path(path)
+    folder = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise ValueError(f"{path} is a folder; give the name of a file to write")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ValueError(f"cannot write to {folder} ({err.strerror or err}); choose a writable output path") from None
+    return path
