@@ -26,7 +26,7 @@ def write_lines(path: Path, lines: list) -> Path:
 def test_task_registry_and_names():
     assert get_task("BoolQ") is TASKS["boolq"] and get_task("AX-b") is TASKS["axb"]
     assert TASKS["cb"].label_names == ("entailment", "contradiction", "neutral") and TASKS["cb"].num_labels == 3
-    assert TASKS["copa"].num_labels == 1 and TASKS["record"].num_labels == 1
+    assert TASKS["copa"].is_regression and TASKS["record"].is_regression and not TASKS["multirc"].is_regression
     assert TASKS["multirc"].metrics == ("f1a", "em") and TASKS["axg"].evaluate_with == "rte"
     with pytest.raises(ValueError, match="unknown SuperGLUE task 'sst2'; valid tasks: boolq, cb, copa, multirc, "
                                          "record, rte, wic, wsc, axb, axg"):

@@ -50,6 +50,11 @@ class SuperGLUETask:
     files: Mapping[str, str] = field(default_factory=lambda: dict(_OFFICIAL_FILES), compare=False)
     evaluate_with: str | None = None
 
+    @property
+    def is_regression(self) -> bool:
+        """COPA/ReCoRD: one scalar score per candidate, trained as regression on its 0/1 label (officially)."""
+        return self.num_labels == 1
+
     def path(self, data_dir: str | Path, split: str) -> Path:
         return Path(data_dir) / self.dirname / self.files[self.split_name(split)]
 
