@@ -118,6 +118,36 @@ def run_pretrain(config: Any) -> None:
               f"acc {held['nsp_accuracy']:.3f}; wrote {config.out}/summary.json")
 
 
+def run_finetune(config: Any) -> None:
+    from .tables import render_table
+    from .train.finetune import run_finetune
+
+    metrics = run_finetune(config)
+    rows = [[split, *(f"{v:.2f}" for v in values.values())] for split, values in metrics["splits"].items()]
+    print(render_table(["split", *next(iter(metrics["splits"].values()))], rows))
+    print(f"{metrics['task']} {metrics['model']}: best lr {metrics['best_lr']:g} "
+          f"(sweep {', '.join(f'{lr}: {v:.2f}' for lr, v in metrics['sweep'].items())}); wrote {config.out}/metrics.json, "
+          f"predictions and the best model in {config.out}/best")
+
+
+def run_glue(config: Any) -> None:
+    from .train.glue import format_glue, run_glue
+
+    result = run_glue(config)
+    print(format_glue(result))
+    print(f"wrote {config.out}/glue.md and glue.json")
+
+
+def run_predict(config: Any) -> None:
+    from .inference import run_predict
+
+    for result in run_predict(config):
+        if "score" in result:
+            print(f"{result['score']:.4f}")
+        else:
+            print(result["label"] + "\t" + " ".join(f"{k}={v:.3f}" for k, v in result["probabilities"].items()))
+
+
 # (command path, help, description, "module:ConfigClass", runner): every flag comes from the config.
 # Feature packages keep their own tables of the same shape (``COMMANDS`` and ``GROUP_HELP`` in the
 # modules named in COMMAND_MODULES), so adding a command never edits this file's table.
@@ -135,6 +165,17 @@ CONFIG_COMMANDS = (
     (("pretrain",), "MLM + NSP pretraining of any variant (torchrun for several processes)",
      "Pretrain with AdamW, warm-up and linear decay, checkpoints and exact --resume; run under "
      "`torchrun --nproc-per-node N -m tokenmix pretrain ...` for DDP.", "train.pretrain:PretrainConfig", run_pretrain),
+    (("finetune",), "fine-tune on a GLUE task with a learning-rate sweep; best-on-dev model, metrics, predictions",
+     "Fine-tune a pretrained (or --init scratch) model on one GLUE task in the official folder layout: "
+     "learning-rate sweep, evaluation each epoch, the best model kept, metrics.json and "
+     "<split>_predictions.tsv.", "train.finetune:FinetuneConfig", run_finetune),
+    (("glue",), "fine-tune and evaluate on every GLUE task; glue.md table like the FNet paper's Table 2",
+     "Run `finetune` for every task (or --tasks), then write glue.json, glue.md (the paper's layout and "
+     "average convention, the paper's rows beside ours) and GLUE-server submission files.",
+     "train.glue:GlueConfig", run_glue),
+    (("predict",), "classify texts with a fine-tuned model (label and probabilities)",
+     "Classify one text or text pair given on the command line, or every line of --file (batched).",
+     "inference:PredictConfig", run_predict),
 )
 
 
@@ -163,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tokenmix",
         description="Token-mixing encoders (FNet, Linear, Random, FF-only, FNet-Hybrid, BERT, Sparse Mixers): "
-                    "build, pretrain, convert, benchmark. Run `tokenmix demo` for a two-minute tour.",
+                    "build, pretrain, fine-tune, convert, benchmark. Run `tokenmix demo` for a two-minute tour.",
     )
     parser.add_argument("--version", action="version", version=f"tokenmix {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)

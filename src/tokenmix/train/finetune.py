@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class FinetuneOptions(FitConfig):
                               "with a fixed transform (FNet, Linear...) are always padded to exactly this length")
     eval_batch_size: int = _f(128, "examples per evaluation batch")
     max_train_examples: int = _f(0, "use a random subset of at most N training examples (0 = all)")
+    train_from_dev: float = _f(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
+                                    "split and evaluate on the rest (a seeded split, recorded as the protocol)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +55,8 @@ class FinetuneOptions(FitConfig):
             raise ValueError("missing --out: the output directory")
         if self.max_seq_len < 4 or self.eval_batch_size < 1 or self.max_train_examples < 0:
             raise ValueError("max_seq_len must be >= 4, eval_batch_size >= 1, max_train_examples >= 0")
+        if not 0 <= self.train_from_dev < 1:
+            raise ValueError(f"--train-from-dev must be a fraction in [0, 1), got {self.train_from_dev}")
 
 
 @dataclass
@@ -123,10 +128,25 @@ def _subset(examples: list, limit: int, seed: int) -> list:
     return random.Random(seed).sample(examples, limit)
 
 
+def split_dev(dev: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """A seeded (train, held-out) partition of a dev split, for tasks whose train split is missing."""
+    from ..tasks.glue import Split
+
+    order = list(range(len(dev.examples)))
+    random.Random(seed).shuffle(order)
+    cut = int(len(order) * fraction)
+    if cut < 1 or cut == len(order):
+        raise ValueError(f"--train-from-dev {fraction} leaves no training or no evaluation examples of {dev.path}")
+    held_out = sorted(order[cut:])  # evaluation rows keep their file order
+    return (Split(dev.task, "train", dev.path, [dev.examples[i] for i in order[:cut]]),
+            Split(dev.task, dev.name, dev.path, [dev.examples[i] for i in held_out], dev.skipped))
+
+
 def write_predictions(path: Path, task: Any, indices: list, values: list) -> None:
     """``index<TAB>prediction`` with labels spelt as in the GLUE files (the GLUE server format)."""
     from ..tasks.glue import label_name
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["index\tprediction"] + [f"{i}\t{label_name(task, v)}" for i, v in zip(indices, values)]
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
@@ -142,13 +162,19 @@ def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> 
 
     task, out = get_task(config.task), Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)
-    train = read_split(config.data_dir, task, "train")
     evals = {name: read_split(config.data_dir, task, name) for name in task.eval_splits}
+    first, protocol = task.eval_splits[0], ""
+    if config.train_from_dev and not (Path(config.data_dir) / task.folder / "train.tsv").is_file():
+        train, evals[first] = split_dev(evals[first], config.train_from_dev, config.seed)
+        protocol = (f"no train.tsv: trained on {len(train.examples)} examples ({config.train_from_dev:.0%}) of "
+                    f"{first}.tsv, evaluated on the other {len(evals[first].examples)} (seeded split)")
+    else:
+        train = read_split(config.data_dir, task, "train")
     tests = {name: read_split(config.data_dir, task, name) for name in task.test_splits  # optional
              if (Path(config.data_dir) / task.folder / f"{name}.tsv").is_file()}
     for split in (train, *evals.values(), *tests.values()):
         if split.skipped:
-            print(f"warning: {split.describe_skipped()}")
+            print(f"warning: {split.describe_skipped()}", file=sys.stderr)
     for split in evals.values():
         if not split.labelled:
             raise ValueError(f"{split.path} has rows without a label; dev splits must be labelled")
@@ -172,13 +198,13 @@ def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> 
     truncated = {"train": train_truncated, **{n: t for n, (_, t) in {**eval_batches, **test_batches}.items()}}
     if any(truncated.values()):
         print(f"note: truncated to {config.max_seq_len} tokens: "
-              + ", ".join(f"{n} {c}" for n, c in truncated.items() if c))
+              + ", ".join(f"{n} {c}" for n, c in truncated.items() if c), file=sys.stderr)
 
     def values(model: Any, pair_batches: PairBatches) -> list:
         logits = predict_logits(model, pair_batches)
-        return (logits[:, 0] if task.is_regression else logits.argmax(-1)).tolist()
-
-    first = task.eval_splits[0]
+        if task.is_regression:  # rounded as the predictions file writes them, so metrics.json agrees with it
+            return [round(v, 3) for v in logits[:, 0].tolist()]
+        return logits.argmax(-1).tolist()
 
     def evaluate(model: Any) -> dict[str, float]:
         return compute(task.metrics, values(model, eval_batches[first][0]), [e.label for e in evals[first].examples])
@@ -201,7 +227,7 @@ def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> 
                                           "fixed_length": fixed is not None})
     chosen = sweep["runs"][f"{sweep['best_lr']:g}"]
     metrics = {
-        "kind": "finetune", "task": task.name, "model": variant, "init": config.init, "params": params,
+        "kind": "finetune", "task": task.name, "protocol": protocol, "model": variant, "init": config.init, "params": params,
         "score_metric": task.score, "score": splits[first][task.score], "splits": splits, "best_lr": sweep["best_lr"],
         "sweep": {lr: run["best"][task.score] for lr, run in sweep["runs"].items()},
         "train_examples": len(train_examples), "truncated": truncated,

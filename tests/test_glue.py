@@ -1,0 +1,285 @@
+"""GLUE: readers on every task's file format, metrics against hand-computed values, the padding
+policy (a prediction does not depend on batch-mates), fine-tuning end to end, predict."""
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenmix.cli import main
+from tokenmix.data.text_pairs import PairBatches, encode, predict_logits
+from tokenmix.metrics.glue import compute, glue_average
+from tokenmix.tasks.examples import Example
+from tokenmix.tasks.glue import TASKS, from_hf, get_task, read_split
+
+FIXTURES = Path(__file__).parent / "fixtures" / "glue"
+SHARED_GLUE = Path(__file__).parents[2] / "shared" / "data" / "glue"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    folder = tmp_path_factory.mktemp("tok")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n\n".join(p.read_text(encoding="utf-8-sig") for p in sorted(FIXTURES.rglob("*.tsv"))))
+    return str(train_tokenizer(TokenizerTrainConfig(input=(str(corpus),), out=str(folder / "tok"), vocab_size=300)))
+
+
+def test_metrics_match_hand_computed_values():
+    preds, gold = [1, 0, 1, 1, 0], [1, 0, 0, 1, 1]
+    m = compute(("accuracy", "f1", "mcc"), preds, gold)
+    assert m["accuracy"] == pytest.approx(60.0)
+    assert m["f1"] == pytest.approx(100 * 4 / 6)  # TP 2, FP 1, FN 1
+    assert m["mcc"] == pytest.approx(100 * (2 * 1 - 1 * 1) / math.sqrt(3 * 3 * 2 * 2))
+    c = compute(("pearson", "spearman"), [1.0, 2.0, 3.0], [2.0, 4.0, 7.0])
+    assert c["pearson"] == pytest.approx(100 * 5 / math.sqrt(2 * (49 / 9 + 1 / 9 + 64 / 9)))
+    assert c["spearman"] == pytest.approx(100.0)
+    assert compute(("pearson",), [1.0, 1.0, 1.0], [1.0, 2.0, 3.0])["pearson"] == 0.0  # constant output: failed run
+    with pytest.raises(ValueError, match="as many predictions as labels"):
+        compute(("accuracy",), [1, 0], [1])
+
+
+def test_glue_average_follows_the_paper():
+    from tokenmix import paper
+
+    bert = dict(zip(paper.GLUE_COLUMNS, paper.GLUE["bert-base"]))
+    assert round(glue_average(bert), 1) == paper.GLUE_AVERAGE["bert-base"]  # MNLI-m and -mm count twice
+    ff_only = dict(zip(paper.GLUE_COLUMNS, paper.GLUE["ff_only-base"]))
+    assert glue_average({**ff_only, "stsb": float("nan")}) == pytest.approx(paper.GLUE_AVERAGE["ff_only-base"], abs=0.06)
+    assert glue_average({"rte": 60.0, "wnli": 10.0}) == 60.0  # WNLI left out
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_reader_reads_every_task_format(task):
+    spec = TASKS[task]
+    splits = ([] if spec.name == "qnli" else ["train"]) + list(spec.eval_splits)
+    for name in splits:
+        split = read_split(FIXTURES, task, name)
+        assert split.labelled and split.examples
+        for example in split.examples:
+            assert example.text_a and (example.text_b is None) == (spec.text_b is None)
+            if spec.is_regression:
+                assert isinstance(example.label, float)
+            else:
+                assert example.label in range(spec.num_labels)
+
+
+def test_reader_details():
+    sst = read_split(FIXTURES, "sst2", "dev")
+    assert [e.text_a for e in sst.examples] == ['"a great film ', "a dull mess ", 'a joy " to watch ']  # quotes kept
+    assert [e.label for e in sst.examples] == [1, 0, 1]
+    assert sst.skipped == [(4, "3 fields instead of 2")] and "skipped 1 malformed row" in sst.describe_skipped()
+    cola = read_split(FIXTURES, "cola", "train")  # no header
+    assert cola.examples[2].text_a == 'She said "hello" to him.' and cola.examples[1].label == 0
+    mrpc = read_split(FIXTURES, "mrpc", "dev")  # the header starts with a BOM
+    assert mrpc.examples[0].text_b == "Prices went up."
+    mnli = read_split(FIXTURES, "mnli", "dev_matched")  # official order: hypothesis first
+    assert (mnli.examples[1].text_a, mnli.examples[1].text_b) == ("No dogs play.", "Two dogs play.")
+    assert mnli.examples[1].label == TASKS["mnli"].labels.index("contradiction")
+    assert read_split(FIXTURES, "stsb", "dev").examples[2].label == pytest.approx(3.8)
+    test = read_split(FIXTURES, "qnli", "test")
+    assert test.examples[0].label is None and test.examples[0].idx == "0"
+
+
+def test_reader_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="valid tasks: cola, sst2"):
+        get_task("glu")
+    with pytest.raises(FileNotFoundError, match="no SST-2/ folder"):
+        read_split(tmp_path, "sst2", "train")
+    with pytest.raises(FileNotFoundError, match=r"missing split .*train.tsv \(present: dev, test\)"):
+        read_split(FIXTURES, "qnli", "train")
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
+    with pytest.raises(ValueError, match=r"dev.tsv:2: label 'maybe' is not a rte label \(valid: entailment, not_entailment\)"):
+        read_split(tmp_path, "rte", "dev")
+
+
+def test_hugging_face_adapter_maps_labels_by_name():
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+                                  "idx": datasets.Value("int32")})
+    data = datasets.Dataset.from_dict({"premise": ["P0", "P1", "P2"], "hypothesis": ["H0", "H1", "H2"],
+                                       "label": [0, 2, 1], "idx": [5, 6, 7]}, features=features)
+    split = from_hf(data, "mnli", "validation_matched")
+    names = [TASKS["mnli"].labels[e.label] for e in split.examples]
+    assert names == ["entailment", "contradiction", "neutral"]
+    assert (split.examples[0].text_a, split.examples[0].text_b, split.examples[0].idx) == ("H0", "P0", 5)
+    test = datasets.Dataset.from_dict({"sentence": ["x"], "label": [-1], "idx": [0]})
+    assert from_hf(test, "sst2", "test").examples[0].label is None
+    with pytest.raises(ValueError, match="no column"):
+        from_hf(test, "rte")
+
+
+class _Chars:
+    """A character tokenizer for encoding tests."""
+
+    pad_id, cls_id, sep_id, vocab_size = 0, 2, 3, 101
+
+    def encode_batch(self, texts):
+        return [[5 + ord(c) % 90 for c in t] for t in texts]
+
+
+def test_encode_truncates_longest_first_and_counts():
+    data = encode(_Chars(), [Example("abcdefgh", "xy"), Example("ab", None)], max_len=8)
+    assert data.truncated == 1
+    assert data.input_ids[0] == [2, *_Chars().encode_batch(["abc"])[0], 3, *_Chars().encode_batch(["xy"])[0], 3]
+    assert data.token_type_ids[0] == [0] * 5 + [1] * 3
+    assert data.input_ids[1] == [2, 5 + ord("a") % 90, 5 + ord("b") % 90, 3]
+
+
+@pytest.mark.parametrize("variant", ["fnet", "bert"])
+def test_prediction_does_not_depend_on_batch_mates(variant):
+    """Mixing models are padded to one fixed length, attention models honour the padding mask."""
+    from tokenmix.registry import create_model
+
+    model = create_model(variant, "tiny", head="classification", num_labels=3, vocab_size=101,
+                         max_position_embeddings=32).eval()
+    fixed = 32 if model.config.length_dependent else None
+    examples = [Example("short"), Example("a much longer sentence here", "with a pair")]
+    batch = predict_logits(model, PairBatches(encode(_Chars(), examples, 32), 8, 0, fixed))
+    alone = predict_logits(model, PairBatches(encode(_Chars(), examples[:1], 32), 8, 0, fixed))
+    torch.testing.assert_close(alone[0], batch[0], atol=1e-5, rtol=1e-5)
+    if fixed:  # without the fixed length the same sentence would get another prediction
+        shorter = predict_logits(model, PairBatches(encode(_Chars(), examples[:1], 32), 8, 0, None))
+        assert not torch.allclose(shorter[0], batch[0], atol=1e-4)
+
+
+def _agree(out: Path, task: str, split: str, data_dir: Path = FIXTURES) -> None:
+    """The predictions file and metrics.json tell the same story."""
+    spec = TASKS[task]
+    rows = [line.split("\t") for line in (out / f"{split}_predictions.tsv").read_text().splitlines()[1:]]
+    gold = read_split(data_dir, task, split).examples
+    assert [r[0] for r in rows] == [str(e.idx) for e in gold]
+    values = [float(r[1]) if spec.is_regression else spec.labels.index(r[1]) for r in rows]
+    recomputed = compute(spec.metrics, values, [e.label for e in gold])
+    saved = json.loads((out / "metrics.json").read_text())["splits"][split]
+    for name, value in recomputed.items():
+        assert saved[name] == pytest.approx(value, abs=1e-9)
+
+
+def test_finetune_cli_sweep_predictions_and_predict(tmp_path, tokenizer_dir, capsys):
+    out = tmp_path / "mrpc"
+    args = ["finetune", "--task", "mrpc", "--init", "scratch", "--model", "fnet", "--preset", "tiny", "--tokenizer",
+            tokenizer_dir, "--data-dir", str(FIXTURES), "--out", str(out), "--lr", "1e-3,1e-4", "--epochs", "2",
+            "--batch-size", "2", "--max-seq-len", "16", "--device", "cpu"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["sweep"]) == {"0.001", "0.0001"} and metrics["fixed_length"] == 16
+    assert metrics["truncated"]["train"] >= 1  # the fixture's pairs exceed 16 tokens
+    assert metrics["score"] == metrics["splits"]["dev"]["f1"]
+    best_run = out / f"lr_{metrics['best_lr']:g}"
+    assert [json.loads(x)["split"] for x in (best_run / "metrics.jsonl").read_text().splitlines()].count("eval") == 2
+    _agree(out, "mrpc", "dev")
+    assert {"config.json", "model.safetensors", "task.json", "tokenizer.json"} <= {p.name for p in (out / "best").iterdir()}
+    assert main(args) == 1 and "already holds a started run" in capsys.readouterr().err
+
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "Prices rose.", "Prices went up."]) == 0
+    label, probs = capsys.readouterr().out.strip().split("\t")
+    assert label in ("0", "1") and probs.startswith("0=")
+    from tokenmix.inference import TextClassifier
+
+    classifier = TextClassifier.from_pretrained(out / "best", device="cpu")
+    single = classifier.predict([("Prices rose.", "Prices went up.")])[0]
+    batch = classifier.predict([("It snowed.", "He ate lunch."), ("Prices rose.", "Prices went up.")])
+    assert single["label"] == label and sum(single["probabilities"].values()) == pytest.approx(1.0)
+    assert batch[1]["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
+    inputs = tmp_path / "inputs.tsv"
+    inputs.write_text("Prices rose.\tPrices went up.\nIt snowed.\tHe ate lunch.\n")
+    assert main(["predict", "--model", str(out), "--file", str(inputs), "--json", str(tmp_path / "p.json")]) == 0
+    assert len(json.loads((tmp_path / "p.json").read_text())) == 2
+
+
+def test_glue_command_writes_table_submissions_and_resumes(tmp_path, tokenizer_dir):
+    out = tmp_path / "glue"
+    args = ["glue", "--init", "scratch", "--model", "bert", "--preset", "tiny", "--tokenizer", tokenizer_dir,
+            "--data-dir", str(FIXTURES), "--out", str(out), "--tasks", "stsb,mnli,qnli", "--train-from-dev", "0.5",
+            "--lr", "1e-3", "--epochs", "1", "--batch-size", "2", "--max-seq-len", "24", "--device", "cpu"]
+    assert main(args) == 0
+    result = json.loads((out / "glue.json").read_text())
+    assert set(result["scores"]) == {"stsb", "mnli-m", "mnli-mm", "qnli"}
+    assert result["average"] == pytest.approx(sum(result["scores"].values()) / 4)
+    assert "trained on 2 examples (50%) of dev.tsv" in result["tasks"]["qnli"]["protocol"]
+    assert "| model | MNLI-m | MNLI-mm | QNLI | STS-B | avg |" in (out / "glue.md").read_text()
+    assert sorted(p.name for p in (out / "submission").iterdir()) == ["MNLI-m.tsv", "QNLI.tsv", "STS-B.tsv"]
+    assert (out / "submission" / "QNLI.tsv").read_text().splitlines()[1].split("\t")[1] in TASKS["qnli"].labels
+    _agree(out / "stsb", "stsb", "dev")
+    stamp = (out / "stsb" / "metrics.json").stat().st_mtime_ns
+    assert main([*args, "--resume"]) == 0
+    assert (out / "stsb" / "metrics.json").stat().st_mtime_ns == stamp  # finished tasks are not redone
+
+
+def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer_dir):
+    from tokenmix.checkpoint import save_pretrained
+    from tokenmix.registry import create_model
+    from tokenmix.tokenizer import Tokenizer
+    from tokenmix.train.finetune import FinetuneConfig, build_task_model
+
+    vocab = Tokenizer.load(tokenizer_dir).vocab_size
+    pretrained = create_model("fnet", "tiny", head="pretraining", vocab_size=vocab)
+    save_pretrained(pretrained, tmp_path / "run" / "final")
+    Tokenizer.load(tokenizer_dir).save(tmp_path / "run")
+    config = FinetuneConfig(task="rte", init=str(tmp_path / "run"), data_dir=str(FIXTURES), out=str(tmp_path / "o"))
+    model = build_task_model(config, 2, False, vocab, 0)
+    for name, tensor in pretrained.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], tensor)
+    from tokenmix.train.finetune import find_tokenizer
+
+    assert find_tokenizer(str(tmp_path / "run")).vocab_size == vocab
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        build_task_model(FinetuneConfig(task="rte", init=str(tmp_path / "notamodel"), data_dir="d", out="o"), 2, False, vocab, 0)
+
+
+def test_fit_resumes_exactly_after_a_signal(tmp_path):
+    """SIGINT mid-run saves a checkpoint; --resume ends with the weights of an uninterrupted run."""
+    from tokenmix.registry import create_model
+    from tokenmix.train.loop import FitConfig, fit
+
+    data = encode(_Chars(), [Example(t) for t in ("abc", "defg", "hi", "jklmn", "op", "qrs")], 16)
+    data.labels = [0, 1, 0, 1, 0, 1]
+    batches = PairBatches(data, 2, 0, 16, seed=3)
+
+    def interrupted(epoch):
+        for i, batch in enumerate(batches(epoch)):
+            if epoch == 1 and i == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+    def run(out, source, resume=False):
+        torch.manual_seed(0)
+        model = create_model("fnet", "tiny", head="classification", num_labels=2, vocab_size=101,
+                             max_position_embeddings=16)
+        config = FitConfig(lr=(1e-3,), batch_size=2, epochs=3, device="cpu", resume=resume)
+        return model, fit(model, source, 3, lambda m: {"acc": 0.0}, config, out, metric="acc")
+
+    reference, _ = run(tmp_path / "a", batches)
+    with pytest.raises(KeyboardInterrupt, match="continue with --resume"):
+        run(tmp_path / "b", interrupted)
+    resumed, summary = run(tmp_path / "b", batches, resume=True)
+    assert summary["steps"] == 9
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor)
+
+
+@pytest.mark.skipif(not (SHARED_GLUE / "SST-2" / "train.tsv").is_file(), reason="needs ../shared/data/glue")
+def test_tiny_finetune_beats_chance_on_real_sst2(tmp_path):
+    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.train.finetune import FinetuneConfig, run_finetune
+
+    lines = (SHARED_GLUE / "SST-2" / "train.tsv").read_text().splitlines()[1:8001]
+    (tmp_path / "corpus.txt").write_text("\n\n".join(line.split("\t")[0] for line in lines))
+    tok = train_tokenizer(TokenizerTrainConfig(input=(str(tmp_path / "corpus.txt"),), out=str(tmp_path / "tok"),
+                                               vocab_size=2000))
+    metrics = run_finetune(FinetuneConfig(task="sst2", init="scratch", model="fnet", preset="tiny", tokenizer=str(tok),
+                                          data_dir=str(SHARED_GLUE), out=str(tmp_path / "out"), lr=(3e-3,), epochs=2,
+                                          batch_size=32, max_seq_len=32, max_train_examples=4000, device="cpu"))
+    majority = 100 * max(p, 1 - p) if (p := sum(e.label for e in read_split(SHARED_GLUE, "sst2", "dev").examples) / 872) else 0
+    assert metrics["splits"]["dev"]["accuracy"] > majority + 5  # majority class: 50.9%
+    _agree(tmp_path / "out", "sst2", "dev", SHARED_GLUE)
