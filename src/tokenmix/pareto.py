@@ -24,13 +24,12 @@ class Point:
 
 
 def pareto_front(points: list[Point]) -> list[bool]:
-    """For each point: is it on the front, i.e. more accurate than every point at least as fast?"""
-    on_front = []
-    for p in points:
-        rivals = [q for q in points if q is not p and q.ms_per_step <= p.ms_per_step]
-        on_front.append(all(p.accuracy > q.accuracy or (p.accuracy == q.accuracy and p.ms_per_step < q.ms_per_step)
-                            for q in rivals))
-    return on_front
+    """For each point: is it on the front, i.e. is no other point at least as fast and at least as
+    accurate? (Of identical points, the first one is.)"""
+    return [not any(q.ms_per_step <= p.ms_per_step and q.accuracy >= p.accuracy
+                    and (q.ms_per_step < p.ms_per_step or q.accuracy > p.accuracy or j < i)
+                    for j, q in enumerate(points) if j != i)
+            for i, p in enumerate(points)]
 
 
 def plot_pareto(points: list[Point], accuracy_label: str, stem: Path) -> list[Path]:

@@ -4,14 +4,18 @@ Tables in the layout of the FNet paper (pretraining metrics as its Table 1, GLUE
 LRA and the speed benchmarks) and its Figure 2: accuracy against time per training step with the
 Pareto front, one point per model and size. The GLUE average is the headline accuracy; held-out
 MLM accuracy gets its own plot. Time per step comes from the matching pretraining run's steps/s,
-else from a benchmark file (see :func:`time_per_step`), and every point says which.
+else from a benchmark file (see :func:`bench_time`), and every point says which.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from .pareto import Point, pareto_front, plot_pareto
+from .summaries import KINDS, Collection, Summary, collect
+from .utils import atomic_write, ensure_writable
 
 GROUP_HELP: dict[str, str] = {}
 LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
@@ -38,19 +42,24 @@ def _num(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _percent(value: float | None) -> str:
-    """Accuracies stored as fractions or as percentages, shown as percentages."""
-    return "-" if value is None else f"{value * 100 if abs(value) <= 1 else value:.1f}"
+def _millions(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.1f}M"
 
 
-def _order(summaries: list[Any], size: Any = lambda s: s.data.get("preset") or "") -> list[Any]:
+def _as_percent(value: float) -> float:
+    """LRA accuracies may be stored as fractions or as percentages."""
+    return value * 100 if abs(value) <= 1 else value
+
+
+def _order(summaries: list[Summary], size: Callable[[Summary], str] = lambda s: s.data.get("preset") or ""
+           ) -> list[Summary]:
     """Smallest size first, then the registry's model order (unknown names last)."""
     from .config import PRESETS
     from .registry import list_models
 
     sizes, models = list(PRESETS), list_models()
 
-    def key(s: Any) -> tuple:
+    def key(s: Summary) -> tuple:
         preset, model = size(s), s.data.get("model", "")
         return (sizes.index(preset) if preset in sizes else len(sizes), preset,
                 models.index(model) if model in models else len(models), model, s.path)
@@ -63,13 +72,13 @@ def _shape(run: dict[str, Any]) -> str:
     return f"{config.get('max_seq_len', '?')} × {config.get('batch_size', '?')}"
 
 
-def pretraining_table(runs: list[Any]) -> str:
+def pretraining_table(runs: list[Summary]) -> str:
     from .tables import render_markdown
 
     rows = []
     for s in _order(runs):
         r, held = s.data, s.data.get("heldout", {})
-        rows.append([r["model"], r.get("preset", "-"), _num(r.get("params", 0) / 1e6, ".1f") + "M", r.get("steps", "-"),
+        rows.append([r["model"], r.get("preset", "-"), _millions(r.get("params")), r.get("steps", "-"),
                      _num(1e3 / r["steps_per_s"] if r.get("steps_per_s") else None, ".0f"),
                      _num(r.get("tokens_per_s"), ".0f"), _num(held.get("mlm_loss"), ".3f"),
                      _num(held.get("mlm_accuracy"), ".3f"), _num(held.get("nsp_loss"), ".3f"),
@@ -83,7 +92,7 @@ def glue_scores(glue: dict[str, Any]) -> dict[str, float]:
     return glue.get("scores") or {task: t["score"] for task, t in glue.get("tasks", {}).items() if "score" in t}
 
 
-def glue_size(glue: dict[str, Any], runs: list[Any]) -> str:
+def glue_size(glue: dict[str, Any], runs: list[Summary]) -> str:
     """The preset, from the summary or from the pretraining run the model was fine-tuned from."""
     run = _matching_run(glue, runs)
     return glue.get("preset") or (run.data.get("preset") if run else "") or "-"
@@ -95,7 +104,7 @@ def _glue_header(column: str) -> str:
     return TASKS[column].folder if column in TASKS else {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm"}.get(column, column)
 
 
-def glue_table(summaries: list[Any], runs: list[Any], paper_rows: bool) -> str:
+def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) -> str:
     from . import paper
     from .tables import render_markdown
 
@@ -106,7 +115,7 @@ def glue_table(summaries: list[Any], runs: list[Any], paper_rows: bool) -> str:
     rows = []
     for s, row in zip(ordered, scores):
         g = s.data
-        rows.append([g["model"], glue_size(g, runs), f"`{g.get('init', '-')}`", _num(g.get("params", 0) / 1e6, ".1f") + "M",
+        rows.append([g["model"], glue_size(g, runs), f"`{g.get('init', '-')}`", _millions(g.get("params")),
                      *(_num(row.get(c), ".1f") for c in columns), _num(g.get("average"), ".1f"), f"`{s.path}`"])
     if paper_rows:
         for model in dict.fromkeys(s.data["model"] for s in ordered):
@@ -121,7 +130,7 @@ def glue_table(summaries: list[Any], runs: list[Any], paper_rows: bool) -> str:
                                              "cover all nine columns." if paper_rows else "")
 
 
-def lra_tables(summaries: list[Any]) -> str:
+def lra_tables(summaries: list[Summary]) -> str:
     from .tables import render_markdown
 
     tasks = sorted({s.data["task"] for s in summaries},
@@ -131,10 +140,9 @@ def lra_tables(summaries: list[Any]) -> str:
         grid.setdefault((s.data["model"], s.data.get("preset") or "-"), {})[s.data["task"]] = s.data["test_accuracy"]
     accuracy = []
     for (model, size), row in grid.items():
-        values = [row[t] * 100 if abs(row[t]) <= 1 else row[t] for t in tasks if t in row]
-        accuracy.append([model, size, *(_percent(row.get(t)) for t in tasks),
-                         _num(sum(values) / len(values), ".1f") if len(values) == len(tasks) else "-"])
-    speed = [[s.data["model"], s.data.get("preset") or "-", s.data["task"], _percent(s.data["test_accuracy"]),
+        accuracy.append([model, size, *(_num(_as_percent(row[t]) if t in row else None, ".1f") for t in tasks),
+                         _num(sum(map(_as_percent, row.values())) / len(row), ".1f") if len(row) == len(tasks) else "-"])
+    speed = [[s.data["model"], s.data.get("preset") or "-", s.data["task"], _num(_as_percent(s.data["test_accuracy"]), ".1f"),
               _num(s.data.get("steps_per_s"), ".3g"), _num(s.data.get("peak_memory_mib"), ".0f"), f"`{s.path}`"]
              for s in _order(summaries)]
     return (render_markdown(["model", "size", *tasks, "avg"], accuracy) + "\n\nTest accuracy (%); the average only "
@@ -142,7 +150,7 @@ def lra_tables(summaries: list[Any]) -> str:
             + render_markdown(["model", "size", "task", "test acc", "steps/s", "peak MiB", "run"], speed))
 
 
-def speed_tables(summaries: list[Any]) -> str:
+def speed_tables(summaries: list[Summary]) -> str:
     from .tables import mib, render_markdown
 
     parts = []
@@ -157,7 +165,7 @@ def speed_tables(summaries: list[Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _matching_run(glue: dict[str, Any], runs: list[Any]) -> Any:
+def _matching_run(glue: dict[str, Any], runs: list[Summary]) -> Summary | None:
     """The pretraining run a GLUE model was fine-tuned from (its ``init`` lies in the run's folder),
     else a run of the same model and size."""
     init = str(glue.get("init") or "")
@@ -169,7 +177,7 @@ def _matching_run(glue: dict[str, Any], runs: list[Any]) -> Any:
                  and s.data.get("preset") == glue["preset"]), None)
 
 
-def bench_time(model: str, size: str, length: int, speeds: list[Any]) -> tuple[float, str] | None:
+def bench_time(model: str, size: str, length: int, speeds: list[Summary]) -> tuple[float, str] | None:
     """ms per step of ``model`` in a benchmark file: a pretraining step if measured, else a training
     step, else inference; at the length closest to ``length``; the same size when it is known."""
     found = [(s, r) for s in speeds for r in s.data["results"] if r["model"] == model and r.get("ms_per_step")
@@ -182,10 +190,8 @@ def bench_time(model: str, size: str, length: int, speeds: list[Any]) -> tuple[f
                               f"{r.get('seq_len', '?')}, batch {r.get('batch_size', '?')})")
 
 
-def speed_accuracy_points(found: Any) -> tuple[list[Any], list[Any], list[str]]:
+def speed_accuracy_points(found: Collection) -> tuple[list[Point], list[Point], list[str]]:
     """(GLUE points, MLM points, notes on summaries that could not be placed)."""
-    from .pareto import Point
-
     runs, speeds, notes = found.of("pretraining"), found.of("speed"), []
     mlm = [Point(s.data["model"], s.data.get("preset") or "-", 1e3 / s.data["steps_per_s"],
                  s.data["heldout"]["mlm_accuracy"], f"pretraining `{s.path}` ({_shape(s.data)})")
@@ -206,8 +212,7 @@ def speed_accuracy_points(found: Any) -> tuple[list[Any], list[Any], list[str]]:
     return glue, mlm, notes
 
 
-def points_table(points: list[Any], accuracy_format: str) -> str:
-    from .pareto import pareto_front
+def points_table(points: list[Point], accuracy_format: str) -> str:
     from .tables import render_markdown
 
     rows = [[p.model, p.size, format(p.accuracy, accuracy_format), f"{p.ms_per_step:.1f}", "yes" if best else "", p.time_source]
@@ -217,9 +222,6 @@ def points_table(points: list[Any], accuracy_format: str) -> str:
 
 def build_report(config: ReportConfig) -> dict[str, Any]:
     """Write ``report.md`` and the Pareto plots into ``config.out``; return what was written."""
-    from .pareto import plot_pareto
-    from .summaries import KINDS, collect
-    from .utils import atomic_write, ensure_writable
 
     found = collect(config.runs_dir)
     if not found.summaries:
