@@ -9,15 +9,18 @@ Modes (what one "step" is):
 
 Each configuration gets warm-up steps, then ``repeats`` timed steps; we report the median. Peak memory
 on CPU is only measurable per process, so on CPU every configuration runs in a fresh process.
+``--rounds N`` measures the whole list N times, interleaved, and pools the timings: on a shared
+machine, background load then affects every model alike, which keeps same-run ratios honest.
+``--compare hf`` adds Hugging Face transformers models of the same size (:mod:`.peers`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from ..tables import mib, render_table
-from ..utils import write_json
+from ..tables import mib, render_markdown, render_table
+from ..utils import atomic_write, write_json
 
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
 AMP_DTYPES = ("none", "bf16", "fp16")
@@ -31,28 +34,49 @@ class SpeedBenchConfig:
     seq_lens: tuple[int, ...] = field(default=(128, 512, 2048), metadata={"help": "sequence lengths"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
     mode: tuple[str, ...] = field(default=("train",), metadata={"help": "train, pretrain and/or inference"})
+    compare: tuple[str, ...] = field(default=(), metadata={"help": "add peers of the same size: hf (transformers FNet and BERT with SDPA)"})
     warmup: int = field(default=2, metadata={"help": "untimed steps before measuring"})
     repeats: int = field(default=5, metadata={"help": "timed steps (the median is reported)"})
+    rounds: int = field(default=1, metadata={"help": "measure every configuration this many times, interleaved, and pool the timings"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     amp: str = field(default="none", metadata={"help": "autocast dtype: none, bf16 or fp16"})
-    fourier_impl: str = field(default="auto", metadata={"help": "Fourier transform: auto, fft or matmul"})
+    tf32: bool = field(default=True, metadata={"help": "allow TF32 tensor cores for float32 matmuls (CUDA, Ampere and newer)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile every model (Fourier mixing then uses DFT matmuls)"})
+    fourier_impl: str = field(default="auto", metadata={"help": "Fourier transform: auto (measured), fft or matmul"})
     isolate: bool = field(default=True, metadata={"help": "fresh process per configuration on CPU (needed for peak memory)"})
+    memory_limit_gb: float = field(default=0.0, metadata={"help": "CPU: cap each configuration's process at this many GB (0 = no cap); larger ones are reported as out of memory"})
+    time_budget_s: float = field(default=0.0, metadata={"help": "CPU: stop a configuration's process after this many seconds (0 = none)"})
     baseline: str = field(default="bert", metadata={"help": "model the speed-up column is relative to"})
     seed: int = field(default=0, metadata={"help": "random seed for weights and inputs"})
     json: str | None = field(default=None, metadata={"help": "write the records to this JSON file"})
+    markdown: str | None = field(default=None, metadata={"help": "write the tables as markdown to this file"})
 
     def __post_init__(self) -> None:
         from ..registry import get_variant
+        from .peers import COMPARE
 
         for name in self.models:
             get_variant(name)
         bad = [m for m in self.mode if m not in MODES]
         if bad:
             raise ValueError(f"unknown mode {', '.join(bad)}; choose from {', '.join(MODES)}")
+        unknown = [c for c in self.compare if c not in COMPARE]
+        if unknown:
+            raise ValueError(f"unknown --compare {', '.join(unknown)}; choose from {', '.join(COMPARE)}")
         if self.amp not in AMP_DTYPES:
             raise ValueError(f"amp={self.amp!r} is not valid; choose one of {', '.join(AMP_DTYPES)}")
-        if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError("seq_lens, batch_size and repeats must be positive and warmup non-negative")
+        if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 \
+                or self.rounds < 1:
+            raise ValueError("seq_lens, batch_size, repeats and rounds must be positive and warmup non-negative")
+        if self.memory_limit_gb < 0 or self.time_budget_s < 0:
+            raise ValueError("memory_limit_gb and time_budget_s must be >= 0 (0 = no limit)")
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Our models, then the peers --compare adds."""
+        from .peers import COMPARE
+
+        return self.models + tuple(p for c in self.compare for p in COMPARE[c] if p not in self.models)
 
 
 def make_batch(mode: str, vocab_size: int, batch_size: int, seq_len: int, device: Any, generator: Any) -> dict[str, Any]:
@@ -73,89 +97,183 @@ def make_batch(mode: str, vocab_size: int, batch_size: int, seq_len: int, device
     return batch
 
 
+def build(name: str, mode: str, seq_len: int, config: SpeedBenchConfig, device: Any, generator: Any
+          ) -> tuple[Any, Callable[[Any], Any]]:
+    """(model on ``device``, forward): ``forward(module)`` runs ``module`` (the model or its compiled
+    form) on one fixed batch and returns the output (with ``.loss`` in the training modes)."""
+    from ..registry import make_config
+    from ..modeling import build_model
+    from .peers import PEERS, build_peer
+
+    variant = PEERS[name][0] if name in PEERS else name
+    model_config = make_config(variant, config.preset, head=MODES[mode], fourier_impl=config.fourier_impl,
+                               max_position_embeddings=max(seq_len, 512))
+    batch = make_batch(mode, model_config.vocab_size, config.batch_size, seq_len, device, generator)
+    if name in PEERS:
+        model, forward = build_peer(name, model_config, mode, batch)
+    else:
+        model, forward = build_model(model_config), lambda module: module(**batch)
+    return model.to(device), forward
+
+
+def make_step(mode: str, model: Any, module: Any, forward: Callable[[Any], Any], amp: Any, device: Any
+              ) -> tuple[Callable[[], None], Any]:
+    """(one benchmark step, its optimizer or None); ``module`` is ``model`` or its compiled form."""
+    import torch
+
+    from ..optim import adamw
+
+    autocast = torch.autocast(device.type, dtype=amp, enabled=amp is not None)
+    if mode == "inference":
+        model.eval()
+
+        def infer() -> None:
+            with torch.inference_mode(), autocast:
+                forward(module)
+
+        return infer, None
+    model.train()
+    optimizer = adamw(model.parameters(), lr=1e-4)  # fused kernel where torch has one (CUDA, CPU)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+
+    def train() -> None:
+        with autocast:
+            loss = forward(module).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    return train, optimizer
+
+
 def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
     """Time one (model, length, mode) configuration in this process."""
     import torch
 
-    from ..measure import PeakMemory, device_name, median, resolve_device, time_steps
-    from ..mixing.fourier import resolve_impl
-    from ..optim import adamw
-    from ..registry import create_model
+    from ..measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
+    from ..mixing.autotune import choices
+    from .flops import count_matmul_flops, matmul_precision, peak_tflops
 
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    tf32 = config.tf32 and enable_tf32(device)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
     generator = torch.Generator().manual_seed(config.seed)
     with PeakMemory(device) as memory:
-        model = create_model(name, config.preset, head=MODES[mode], fourier_impl=config.fourier_impl,
-                             max_position_embeddings=max(seq_len, 512)).to(device)
-        batch = make_batch(mode, model.config.vocab_size, config.batch_size, seq_len, device, generator)
-        autocast = torch.autocast(device.type, dtype=amp, enabled=amp is not None)
-        if mode == "inference":
-            model.eval()
-
-            def step() -> None:
-                with torch.inference_mode(), autocast:
-                    model(**batch)
-        else:
-            optimizer = adamw(model.parameters(), lr=1e-4)
-            scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
-
-            def step() -> None:
-                with autocast:
-                    loss = model(**batch).loss
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-
+        model, forward = build(name, mode, seq_len, config, device, generator)
+        module = torch.compile(model) if config.compile else model
+        step, optimizer = make_step(mode, model, module, forward, amp, device)
         times = time_steps(step, device, config.warmup, config.repeats)
-    ms = median(times)
+    # One more step of the eager model, counting the FLOPs of its matrix products.
+    flops = count_matmul_flops(make_step(mode, model, model, forward, amp, device)[0])
+    ms, name_of_device = median(times), device_name(device)
+    peak = peak_tflops(name_of_device, matmul_precision(config.amp, tf32)) if device.type == "cuda" else None
+    fourier = sorted({impl for key, impl in choices().items() if key[2] == seq_len}) or None
     return {
         "model": name, "preset": config.preset, "seq_len": seq_len, "batch_size": config.batch_size, "mode": mode,
         "ms_per_step": round(ms, 3), "ms_min": round(min(times), 3),
         "tokens_per_s": round(config.batch_size * seq_len / (ms / 1e3), 1),
-        "peak_mem_bytes": int(memory.bytes), "device": device_name(device), "params": model.num_parameters(),
-        "amp": config.amp, "fourier_impl": resolve_impl(config.fourier_impl, device),
+        "peak_mem_bytes": int(memory.bytes), "device": name_of_device,
+        "params": sum(p.numel() for p in model.parameters()),
+        "dense_gflop_per_step": round(flops / 1e9, 3), "dense_tflops": round(flops / ms / 1e9, 4),
+        "peak_tflops": peak, "dense_utilization": round(flops / ms / 1e9 / peak, 4) if peak else None,
+        "amp": config.amp, "tf32": tf32, "compile": config.compile,
+        "fused_adamw": bool(optimizer.defaults.get("fused")) if optimizer else None,
+        "fourier_impl": config.fourier_impl if fourier is None else f"{config.fourier_impl}: {','.join(fourier)}",
         "torch": torch.__version__, "warmup": config.warmup, "repeats": config.repeats,
+        "times_ms": [round(t, 3) for t in times],
     }
 
 
-def _measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
-    from ..measure import resolve_device, run_isolated
+def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
+    """:func:`measure`, in a fresh process on CPU; a configuration that runs out of memory or time
+    becomes a record with ``error`` so that the other results are kept."""
+    from ..measure import resource_error, resolve_device, run_isolated
 
     try:
         if config.isolate and resolve_device(config.device).type == "cpu":
-            return run_isolated(measure, name, seq_len, mode, config)
+            return run_isolated(measure, name, seq_len, mode, config, timeout=config.time_budget_s or None,
+                                memory_limit=int(config.memory_limit_gb * 2**30) or None)
         return measure(name, seq_len, mode, config)
-    except Exception as err:  # out of memory (or a killed worker) must not lose the other results
-        import torch
-
-        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and "memory" not in str(err).lower() \
-                and type(err).__name__ != "BrokenProcessPool":
+    except Exception as err:
+        problem = resource_error(err)
+        if problem is None:
             raise
         return {"model": name, "preset": config.preset, "seq_len": seq_len, "batch_size": config.batch_size,
-                "mode": mode, "ms_per_step": None, "tokens_per_s": None, "peak_mem_bytes": None, "error": "out of memory"}
+                "mode": mode, "ms_per_step": None, "tokens_per_s": None, "peak_mem_bytes": None, "error": problem}
+
+
+def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from the same configuration measured in several rounds: the median over every
+    timed step, the largest peak memory; any failed round fails the configuration."""
+    from ..measure import median
+
+    failed = next((r for r in rounds if r.get("error")), None)
+    if failed or len(rounds) == 1:
+        return failed or rounds[0]
+    times = [t for r in rounds for t in r["times_ms"]]
+    ms = median(times)
+    record = {**rounds[0], "ms_per_step": round(ms, 3), "ms_min": round(min(times), 3), "times_ms": times,
+              "tokens_per_s": round(rounds[0]["batch_size"] * rounds[0]["seq_len"] / (ms / 1e3), 1),
+              "peak_mem_bytes": max(r["peak_mem_bytes"] for r in rounds), "rounds": len(rounds)}
+    if record["dense_gflop_per_step"]:
+        record["dense_tflops"] = round(record["dense_gflop_per_step"] / ms, 4)
+        if record["peak_tflops"]:
+            record["dense_utilization"] = round(record["dense_tflops"] / record["peak_tflops"], 4)
+    return record
 
 
 def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
-    """Measure every (model, seq_len, mode); write JSON if asked; return the records."""
+    """Measure every (model, seq_len, mode) ``rounds`` times; write JSON/markdown if asked; return
+    the records. Output paths and the device are checked before anything is measured."""
     from tqdm.auto import tqdm
 
-    jobs = [(m, n, mode) for mode in config.mode for n in config.seq_lens for m in config.models]
-    records = []
-    with tqdm(jobs, desc="bench", unit="config") as bar:
-        for name, seq_len, mode in bar:
-            bar.set_postfix_str(f"{name} L={seq_len} {mode}")
-            records.append(_measure_or_fail(name, seq_len, mode, config))
+    from ..measure import resolve_device
+    from .output import ensure_writable
+    from .peers import require_transformers
+
+    resolve_device(config.device)
+    if config.compare:
+        require_transformers()
+    for path, flag in ((config.json, "--json"), (config.markdown, "--markdown")):
+        ensure_writable(path, flag)
+    jobs = [(m, n, mode) for mode in config.mode for n in config.seq_lens for m in config.subjects]
+    results: dict[tuple, list[dict[str, Any]]] = {job: [] for job in jobs}
+    with tqdm(total=len(jobs) * config.rounds, desc="bench", unit="config") as bar:
+        for round_index in range(config.rounds):
+            for job in jobs:
+                bar.set_postfix_str(f"{job[0]} L={job[1]} {job[2]}" + (f" round {round_index + 1}" if config.rounds > 1 else ""))
+                if not any(r.get("error") for r in results[job]):  # a failed configuration is not retried
+                    results[job].append(measure_or_fail(*job, config))
+                bar.update()
+    records = [pool_rounds(results[job]) for job in jobs]
     if config.json:
         write_json(config.json, {"config": asdict(config), "results": records})
+    if config.markdown:
+        text = format_speed_table(records, config.baseline, markdown=True)
+        if config.compare:
+            text += "\n\n" + format_peer_table(records, markdown=True)
+        atomic_write(config.markdown, lambda tmp: open(tmp, "w").write(text + "\n"))
     return records
 
 
-def format_speed_table(records: list[dict[str, Any]], baseline: str = "bert") -> str:
+def _speedup(ref: dict[str, Any] | None, r: dict[str, Any]) -> str:
+    ok = ref is not None and ref.get("ms_per_step") and r.get("ms_per_step")
+    return f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x" if ok else "-"
+
+
+def _tflops(r: dict[str, Any]) -> str:
+    if r.get("dense_tflops") is None:
+        return "-"
+    peak = f" / {r['peak_tflops']:g} ({r['dense_utilization']:.0%})" if r.get("peak_tflops") else " / n/a"
+    return f"{r['dense_tflops']:.3g}{peak}"
+
+
+def format_speed_table(records: list[dict[str, Any]], baseline: str = "bert", markdown: bool = False) -> str:
     """One row per record, with the speed-up and memory ratio against ``baseline`` at the same
-    (seq_len, mode): baseline ms / model ms, so 2.0x means twice as fast."""
+    (seq_len, mode): baseline ms / model ms, so 2.0x means twice as fast. Achieved dense TFLOP/s
+    against the device's peak (n/a on CPU and unknown devices)."""
     base = {(r["seq_len"], r["mode"]): r for r in records if r["model"] == baseline and r.get("ms_per_step")}
     rows = []
     for r in records:
@@ -165,11 +283,27 @@ def format_speed_table(records: list[dict[str, Any]], baseline: str = "bert") ->
             r["model"], r["seq_len"], r["mode"],
             f"{r['ms_per_step']:.1f}" if ok else r.get("error", "-"),
             f"{r['tokens_per_s']:.0f}" if ok else "-",
-            mib(r.get("peak_mem_bytes")),
-            f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x" if ok and ref else "-",
+            mib(r.get("peak_mem_bytes")), _speedup(ref, r),
             f"{r['peak_mem_bytes'] / ref['peak_mem_bytes']:.2f}" if ok and ref and ref["peak_mem_bytes"] else "-",
+            _tflops(r),
         ])
     headers = ["model", "seq_len", "mode", "ms/step", "tokens/s", "peak MiB", f"speed-up vs {baseline}",
-               f"mem vs {baseline}"]
+               f"mem vs {baseline}", "dense TFLOP/s / peak"]
     device = next((r["device"] for r in records if r.get("device")), "?")
+    if markdown:
+        return f"Device: {device}\n\n" + render_markdown(headers, rows)
     return f"device: {device}\n" + render_table(headers, rows)
+
+
+def format_peer_table(records: list[dict[str, Any]], markdown: bool = False) -> str:
+    """Our models against every peer at the same (mode, seq_len): peer ms / our ms (2.00x = we are
+    twice as fast)."""
+    from .peers import PEERS
+
+    peers = [p for p in PEERS if any(r["model"] == p for r in records)]
+    by_key = {(r["model"], r["seq_len"], r["mode"]): r for r in records}
+    rows = [[r["mode"], r["seq_len"], r["model"], f"{r['ms_per_step']:.1f}" if r.get("ms_per_step") else r.get("error", "-"),
+             *(_speedup(by_key.get((p, r["seq_len"], r["mode"])), r) for p in peers)]
+            for r in records if r["model"] not in PEERS]
+    headers = ["mode", "seq_len", "model", "ms/step", *(f"{p} ÷ model" for p in peers)]
+    return (render_markdown if markdown else render_table)(headers, rows)

@@ -5,8 +5,8 @@ the dtype (cuFFT vs tensor-core matmuls on GPUs, pocketfft vs MKL/oneDNN on CPUs
 guesses: the first call for a key times every candidate on the actual input (interleaved, best of a
 few runs, after a warm-up that builds the DFT matrices and FFT plans) and keeps the fastest. The
 answer is memoised in-process (a dict lookup per call afterwards) and stored in
-``$TOKENMIX_CACHE/autotune.json`` (default ``~/.cache/tokenmix``), keyed with the device name and the
-torch version, so later processes skip the measurement. The forward pass alone is timed: the
+``$TOKENMIX_CACHE/autotune.json`` (default ``~/.cache/tokenmix``), keyed with the device name, the
+torch version and the candidates, so later processes skip the measurement. The forward pass alone is timed: the
 transforms are self-adjoint, so the backward pass is the same computation.
 """
 
@@ -45,11 +45,11 @@ def fastest(kind: str, device: torch.device, seq_len: int, d: int, dtype: torch.
     memo_key = (kind, device, seq_len, d, dtype)
     choice = _choices.get(memo_key)
     if choice is None:
-        key = f"{kind} | {device_label(device)} | L={seq_len} d={d} | {str(dtype).removeprefix('torch.')} | torch {torch.__version__}"
-        stored = _load().get(key, {})
         fns = candidates()
-        choice = stored.get("choice") if stored.get("choice") in fns else None
-        if choice is None:
+        key = (f"{kind} | {device_label(device)} | L={seq_len} d={d} | {str(dtype).removeprefix('torch.')} | "
+               f"torch {torch.__version__} | {','.join(sorted(fns))}")
+        choice = _load().get(key, {}).get("choice")
+        if choice not in fns:
             ms = measure(fns, device)
             choice = min(ms, key=ms.__getitem__)
             _store(key, {"choice": choice, "ms": ms})

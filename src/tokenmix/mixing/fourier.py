@@ -5,8 +5,9 @@ Hartley variant, Re - Im, ablated by the Sparse Mixers paper).
 
 Two implementations compute the same function:
 
-* ``fft``: ``torch.fft.fftn`` over the last two axes; O(L d log(L d)), the fastest on CPU and GPU in
-  float32 (the official code's default, ``use_fft=True``).
+* ``fft``: ``torch.fft.rfftn`` over the last two axes, the other half of the spectrum filled in by
+  conjugate symmetry (half the work of the complex ``fftn`` the official code and transformers use);
+  O(L d log(L d)).
 * ``matmul``: the identity above in real arithmetic with cached cosine/sine matrices. No complex
   tensors, so it runs under ``torch.compile``, ONNX export and on backends without FFT. It uses the
   conjugate symmetry of a real signal's spectrum to touch only the d//2+1 non-redundant hidden
@@ -14,9 +15,10 @@ Two implementations compute the same function:
 
 ``auto`` picks ``matmul`` while compiling/exporting (no complex tensors there) and on devices other
 than CPU and CUDA. Otherwise it *measures*: the first call for a (device, sequence length, hidden
-size, dtype, transform) key times both implementations on that input (see :mod:`.autotune`), and
-the faster one is used from then on, remembered in-process and in a JSON file on disk so later runs
-skip the measurement. Both run in float32 even under bf16/fp16 autocast (cuFFT half precision only
+size, dtype, transform) key times the implementations on that input (on a multi-threaded CPU also
+``fft`` on one thread, see :func:`_single_threaded`; details in :mod:`.autotune`), and the fastest is
+used from then on, remembered in-process and in a JSON file on disk so later runs skip the
+measurement. All run in float32 even under bf16/fp16 autocast (cuFFT half precision only
 handles power-of-two sizes, and a sum over L*d terms in half precision loses the low-order bits),
 then cast back to the input dtype.
 
@@ -94,20 +96,53 @@ def _hartley_matmul(x: torch.Tensor) -> torch.Tensor:
     return (_sequence_matrices(seq_len, x.device, x.dtype) @ torch.stack([a + b, a - b], dim=-3)).sum(dim=-3)
 
 
+def _mirror(t: torch.Tensor, d: int) -> torch.Tensor:
+    """Columns k = d//2+1 .. d-1 of a real signal's 2D spectrum from the non-redundant half ``t``
+    ([L, d//2+1]): X[j, k] = conj(X[-j mod L, d-k])."""
+    return t[..., 1 : d - d // 2].flip(-1).flip(-2).roll(1, dims=-2)
+
+
 def _fft(x: torch.Tensor) -> torch.Tensor:
-    return torch.fft.fftn(x, dim=(-2, -1)).real
+    d = x.shape[-1]
+    real = torch.fft.rfftn(x, dim=(-2, -1)).real  # half the spectrum: half the work of a complex FFT
+    return torch.cat([real, _mirror(real, d)], dim=-1)
 
 
 def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
-    spectrum = torch.fft.fftn(x, dim=(-2, -1))
-    return spectrum.real - spectrum.imag
+    d = x.shape[-1]
+    spectrum = torch.fft.rfftn(x, dim=(-2, -1))
+    # Re - Im; on the mirrored half Im changes sign.
+    return torch.cat([spectrum.real - spectrum.imag, _mirror(spectrum.real + spectrum.imag, d)], dim=-1)
 
 
+def _single_threaded(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn`` with torch's intra-op thread pool set to one thread: on small shared CPUs the threaded
+    MKL FFT can be 10-20x slower than a single thread (measured on 2 cores: 23 ms vs 1 ms at
+    8x128x256). A candidate of ``auto`` on CPU, chosen only when it measures faster."""
+
+    @functools.wraps(fn)
+    def run(x: torch.Tensor) -> torch.Tensor:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(x)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
+IMPLS = ("fft", "matmul")  # the names users choose from; auto also measures the internal variants
 # transform -> implementation -> function; all are symmetric linear maps of the last two axes.
 _IMPLS = {
-    "fourier": {"fft": _fft, "matmul": _dft_matmul},
-    "hartley": {"fft": _hartley_fft, "matmul": _hartley_matmul},
+    "fourier": {"fft": _fft, "matmul": _dft_matmul, "fft_1thread": _single_threaded(_fft)},
+    "hartley": {"fft": _hartley_fft, "matmul": _hartley_matmul, "fft_1thread": _single_threaded(_hartley_fft)},
 }
+
+
+def _candidates(transform: str, device: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    single = device.type == "cpu" and torch.get_num_threads() > 1
+    return {name: fn for name, fn in _IMPLS[transform].items() if name in IMPLS or single}
 
 
 class _SymmetricLinearMap(torch.autograd.Function):
@@ -130,8 +165,8 @@ def resolve_impl(impl: str, device: torch.device | None = None) -> str:
     if impl == "auto":
         native_fft = device is None or device.type in ("cpu", "cuda")
         return "auto" if native_fft and not is_tracing() else "matmul"
-    if impl not in _IMPLS["fourier"]:
-        raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(_IMPLS['fourier'])}")
+    if impl not in IMPLS:
+        raise ValueError(f"fourier_impl={impl!r} is not valid; choose one of auto, {', '.join(IMPLS)}")
     return impl
 
 
@@ -144,7 +179,7 @@ def choose_impl(impl: str, x: torch.Tensor, transform: str = "fourier") -> str:
 
     seq_len, d = x.shape[-2:]
     return fastest(transform, x.device, seq_len, d, x.dtype,
-                   lambda: {name: functools.partial(fn, x) for name, fn in _IMPLS[transform].items()})
+                   lambda: {name: functools.partial(fn, x) for name, fn in _candidates(transform, x.device).items()})
 
 
 def fourier_transform(x: torch.Tensor, impl: str = "auto", transform: str = "fourier") -> torch.Tensor:
