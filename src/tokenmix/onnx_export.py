@@ -84,7 +84,8 @@ def load_for_export(model_dir: Path, config: OnnxExportConfig) -> tuple[OnnxWrap
                      f"of a batch together, so its outputs can differ slightly")
     dynamic_length = not saved.num_moe_layers and saved.mixing in LENGTH_FREE_MIXING
     if not dynamic_length:
-        notes.append(f"{saved.mixing} mixing is length-specific: the graph takes sequences of exactly {seq_len} tokens "
+        why = "MoE expert capacity" if saved.mixing in LENGTH_FREE_MIXING else f"{saved.mixing} mixing"
+        notes.append(f"{why} is length-specific: the graph takes sequences of exactly {seq_len} tokens "
                      f"(pad shorter inputs; re-export with --seq-len N for another length)")
     model = load_pretrained(model_dir, **overrides).eval()
     return OnnxWrapper(model).eval(), seq_len, dynamic_length, notes
