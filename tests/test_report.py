@@ -80,7 +80,8 @@ def test_lra_tables(report):
     rows = {row[0]: row for row in table_rows(text, "Long Range Arena")}
     assert rows["fnet"] == ["fnet", "lra", "35.5", "62.0", "48.8"]  # fractions shown as percentages
     assert rows["bert"] == ["bert", "lra", "36.0", "64.0", "50.0"]
-    assert "| bert | lra | text | 64.0 | 0.5 | 3000 | `lra/bert-text/summary.json` |" in text
+    assert "| bert | lra | text | 64.0 | yes | 0.5 | 3000 | `lra/bert-text/summary.json` |" in text
+    assert "| fnet | lra | text | 62.0 |  | 2 | 900 |" in text
 
 
 def test_speed_table_keeps_failed_configurations(report):

@@ -143,11 +143,11 @@ def lra_tables(summaries: list[Summary]) -> str:
         accuracy.append([model, size, *(_num(_as_percent(row[t]) if t in row else None, ".1f") for t in tasks),
                          _num(sum(map(_as_percent, row.values())) / len(row), ".1f") if len(row) == len(tasks) else "-"])
     speed = [[s.data["model"], s.data.get("preset") or "-", s.data["task"], _num(_as_percent(s.data["test_accuracy"]), ".1f"),
-              _num(s.data.get("steps_per_s"), ".3g"), _num(s.data.get("peak_memory_mib"), ".0f"), f"`{s.path}`"]
-             for s in _order(summaries)]
+              "yes" if s.data.get("at_chance") else "", _num(s.data.get("steps_per_s"), ".3g"),
+              _num(s.data.get("peak_memory_mib"), ".0f"), f"`{s.path}`"] for s in _order(summaries)]
     return (render_markdown(["model", "size", *tasks, "avg"], accuracy) + "\n\nTest accuracy (%); the average only "
-            "for models with every task.\n\n"
-            + render_markdown(["model", "size", "task", "test acc", "steps/s", "peak MiB", "run"], speed))
+            "for models with every task; at chance: no better than the majority class (as the LRA run flags it).\n\n"
+            + render_markdown(["model", "size", "task", "test acc", "at chance", "steps/s", "peak MiB", "run"], speed))
 
 
 def speed_tables(summaries: list[Summary]) -> str:
