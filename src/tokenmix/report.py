@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import paper
+from .config import PRESETS
 from .pareto import Point, pareto_front, plot_pareto
+from .registry import list_models
 from .summaries import KINDS, Collection, Summary, collect
+from .tables import mib, render_markdown
 from .utils import atomic_write, ensure_writable
 
 GROUP_HELP: dict[str, str] = {}
@@ -54,9 +58,6 @@ def _as_percent(value: float) -> float:
 def _order(summaries: list[Summary], size: Callable[[Summary], str] = lambda s: s.data.get("preset") or ""
            ) -> list[Summary]:
     """Smallest size first, then the registry's model order (unknown names last)."""
-    from .config import PRESETS
-    from .registry import list_models
-
     sizes, models = list(PRESETS), list_models()
 
     def key(s: Summary) -> tuple:
@@ -73,8 +74,6 @@ def _shape(run: dict[str, Any]) -> str:
 
 
 def pretraining_table(runs: list[Summary]) -> str:
-    from .tables import render_markdown
-
     rows = []
     for s in _order(runs):
         r, held = s.data, s.data.get("heldout", {})
@@ -105,9 +104,6 @@ def _glue_header(column: str) -> str:
 
 
 def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) -> str:
-    from . import paper
-    from .tables import render_markdown
-
     ordered = _order(summaries, lambda s: glue_size(s.data, runs))
     scores = [glue_scores(s.data) for s in ordered]
     present = {c for row in scores for c in row}
@@ -131,8 +127,6 @@ def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) 
 
 
 def lra_tables(summaries: list[Summary]) -> str:
-    from .tables import render_markdown
-
     tasks = sorted({s.data["task"] for s in summaries},
                    key=lambda t: (LRA_TASKS.index(t) if t in LRA_TASKS else len(LRA_TASKS), t))
     grid: dict[tuple[str, str], dict[str, float]] = {}
@@ -151,8 +145,6 @@ def lra_tables(summaries: list[Summary]) -> str:
 
 
 def speed_tables(summaries: list[Summary]) -> str:
-    from .tables import mib, render_markdown
-
     parts = []
     for s in summaries:
         records = s.data["results"]
@@ -213,8 +205,6 @@ def speed_accuracy_points(found: Collection) -> tuple[list[Point], list[Point], 
 
 
 def points_table(points: list[Point], accuracy_format: str) -> str:
-    from .tables import render_markdown
-
     rows = [[p.model, p.size, format(p.accuracy, accuracy_format), f"{p.ms_per_step:.1f}", "yes" if best else "", p.time_source]
             for p, best in sorted(zip(points, pareto_front(points)), key=lambda pb: pb[0].ms_per_step)]
     return render_markdown(["model", "size", "accuracy", "ms/step", "Pareto front", "time per step from"], rows)
