@@ -205,7 +205,7 @@ def test_glue_command_writes_table_submissions_and_resumes(tmp_path, tokenizer_d
     result = json.loads((out / "glue.json").read_text())
     assert set(result["scores"]) == {"stsb", "mnli-m", "mnli-mm", "qnli"}
     assert result["average"] == pytest.approx(sum(result["scores"].values()) / 4)
-    assert "trained on 2 examples (50%) of dev.tsv" in result["tasks"]["qnli"]["protocol"]
+    assert "trained on 2 examples (50%) of dev" in result["tasks"]["qnli"]["protocol"]
     assert "| model | MNLI-m | MNLI-mm | QNLI | STS-B | avg |" in (out / "glue.md").read_text()
     assert sorted(p.name for p in (out / "submission").iterdir()) == ["MNLI-m.tsv", "QNLI.tsv", "STS-B.tsv"]
     assert (out / "submission" / "QNLI.tsv").read_text().splitlines()[1].split("\t")[1] in TASKS["qnli"].labels

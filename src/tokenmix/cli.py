@@ -130,12 +130,14 @@ def run_finetune(config: Any) -> None:
           f"predictions and the best model in {config.out}/best")
 
 
-def run_glue(config: Any) -> None:
-    from .train.glue import format_glue, run_glue
+def run_benchmark(benchmark: str) -> Callable[[Any], None]:
+    def run(config: Any) -> None:
+        from .train.suite import format_table, run_suite
 
-    result = run_glue(config)
-    print(format_glue(result))
-    print(f"wrote {config.out}/glue.md and glue.json")
+        print(format_table(run_suite(config, benchmark)))
+        print(f"wrote {config.out}/{benchmark}.md and {benchmark}.json")
+
+    return run
 
 
 def run_predict(config: Any) -> None:
@@ -172,7 +174,11 @@ CONFIG_COMMANDS = (
     (("glue",), "fine-tune and evaluate on every GLUE task; glue.md table like the FNet paper's Table 2",
      "Run `finetune` for every task (or --tasks), then write glue.json, glue.md (the paper's layout and "
      "average convention, the paper's rows beside ours) and GLUE-server submission files.",
-     "train.glue:GlueConfig", run_glue),
+     "train.suite:GlueConfig", run_benchmark("glue")),
+    (("superglue",), "fine-tune and evaluate on every SuperGLUE task; superglue.md, leaderboard files",
+     "Run `finetune --benchmark superglue` for every task (or --tasks) in the official jsonl layout, score AX-b "
+     "and AX-g with the RTE model, then write superglue.json, superglue.md and leaderboard submission files.",
+     "train.suite:SuperGlueConfig", run_benchmark("superglue")),
     (("predict",), "classify texts with a fine-tuned model (label and probabilities)",
      "Classify one text or text pair given on the command line, or every line of --file (batched).",
      "inference:PredictConfig", run_predict),

@@ -1,4 +1,4 @@
-"""Fine-tuning on a GLUE task: ``tokenmix finetune --task sst2 --init RUN_DIR --data-dir DIR --out DIR``.
+"""Fine-tuning on a GLUE or SuperGLUE task: ``tokenmix finetune --task sst2 --init RUN_DIR --data-dir DIR --out DIR``.
 
 Starts from any tokenmix model folder or run directory (pretraining, a converted Hugging Face FNet,
 another fine-tuned model) or from random initialisation (``--init scratch``); the pretraining head is
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, write_json
+from ..utils import write_json
 from .loop import FitConfig, _f
 
 TASK_FILE = "task.json"
@@ -61,15 +61,17 @@ class FinetuneOptions(FitConfig):
 
 @dataclass
 class FinetuneConfig(FinetuneOptions):
-    task: str = _f("", "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
+    task: str = _f("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
+                       "multirc, record, rte, wic, wsc (with --benchmark superglue)")
+    benchmark: str = _f("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
 
     def __post_init__(self) -> None:
-        from ..tasks.glue import get_task
+        from ..tasks.adapters import get_adapter
 
         super().__post_init__()
         if not self.task:
-            raise ValueError("missing --task (one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)")
-        get_task(self.task)
+            raise ValueError("missing --task (GLUE: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)")
+        get_adapter(self.benchmark, self.task)
 
 
 def find_tokenizer(init: str, explicit: str = "") -> Any:
@@ -122,116 +124,130 @@ def build_task_model(options: FinetuneOptions, num_labels: int, regression: bool
     return model
 
 
-def _subset(examples: list, limit: int, seed: int) -> list:
-    if not limit or len(examples) <= limit:
-        return examples
-    return random.Random(seed).sample(examples, limit)
-
-
 def split_dev(dev: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """A seeded (train, held-out) partition of a dev split, for tasks whose train split is missing."""
-    from ..tasks.glue import Split
-
     order = list(range(len(dev.examples)))
     random.Random(seed).shuffle(order)
     cut = int(len(order) * fraction)
     if cut < 1 or cut == len(order):
         raise ValueError(f"--train-from-dev {fraction} leaves no training or no evaluation examples of {dev.path}")
-    held_out = sorted(order[cut:])  # evaluation rows keep their file order
-    return (Split(dev.task, "train", dev.path, [dev.examples[i] for i in order[:cut]]),
-            Split(dev.task, dev.name, dev.path, [dev.examples[i] for i in held_out], dev.skipped))
+    return dev.subset(order[:cut], "train"), dev.subset(sorted(order[cut:]))  # evaluation rows keep file order
 
 
-def write_predictions(path: Path, task: Any, indices: list, values: list) -> None:
-    """``index<TAB>prediction`` with labels spelt as in the GLUE files (the GLUE server format)."""
-    from ..tasks.glue import label_name
+@dataclass
+class TaskData:
+    """A task read, checked, encoded and batched with one padding policy (``fixed``)."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["index\tprediction"] + [f"{i}\t{label_name(task, v)}" for i, v in zip(indices, values)]
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    adapter: Any
+    tokenizer: Any
+    train: Any
+    evals: dict[str, Any]
+    tests: dict[str, Any]
+    batches: dict[str, Any]  # split name -> PairBatches ("train" included)
+    truncated: dict[str, int]
+    fixed: int | None
+    protocol: str = ""
+
+
+def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: int | None) -> TaskData:
+    from ..data.text_pairs import PairBatches, encode
+
+    evals = {name: adapter.read(options.data_dir, name) for name in adapter.eval_splits}
+    first, protocol = adapter.eval_splits[0], ""
+    if options.train_from_dev and not adapter.has(options.data_dir, "train"):
+        train, evals[first] = split_dev(evals[first], options.train_from_dev, options.seed)
+        protocol = (f"no train split: trained on {len(train.examples)} examples ({options.train_from_dev:.0%}) of "
+                    f"{first}, evaluated on the other {len(evals[first].examples)} (seeded split)")
+    else:
+        train = adapter.read(options.data_dir, "train")
+    tests = {name: adapter.read(options.data_dir, name) for name in adapter.test_splits
+             if adapter.has(options.data_dir, name)}
+    for split in (train, *evals.values(), *tests.values()):
+        if split.note:
+            print(f"warning: {split.note}", file=sys.stderr)
+    for split in evals.values():
+        if not split.labelled:
+            raise ValueError(f"{split.path} has examples without a label; evaluation splits must be labelled")
+    if options.max_train_examples and len(train.examples) > options.max_train_examples:  # a seeded random subset
+        train = train.subset(sorted(random.Random(options.seed).sample(range(len(train.examples)),
+                                                                       options.max_train_examples)))
+    batches, truncated = {}, {}
+    for name, split in {"train": train, **evals, **tests}.items():
+        data = encode(tokenizer, split.examples, options.max_seq_len)
+        size = options.batch_size if name == "train" else options.eval_batch_size
+        batches[name] = PairBatches(data, size, tokenizer.pad_id, fixed, options.seed, adapter.is_regression)
+        truncated[name] = data.truncated
+    if any(truncated.values()):
+        print(f"note: truncated to {options.max_seq_len} tokens: "
+              + ", ".join(f"{n} {c}" for n, c in truncated.items() if c), file=sys.stderr)
+    return TaskData(adapter, tokenizer, train, evals, tests, batches, truncated, fixed, protocol)
+
+
+def task_values(model: Any, data: TaskData, split: str) -> list:
+    from ..data.text_pairs import predict_logits
+
+    return data.adapter.values(predict_logits(model, data.batches[split]))
+
+
+def evaluate_and_write(model: Any, data: TaskData, out: Path, submission_dir: Path | None) -> dict[str, Any]:
+    """Every dev split scored and written (from the same values), test predictions and submissions."""
+    splits = {}
+    for name, split in data.evals.items():
+        values = task_values(model, data, name)
+        data.adapter.write_predictions(out, split, values)
+        splits[name] = data.adapter.metrics(split, values)
+    for name, split in data.tests.items():
+        values = task_values(model, data, name)
+        data.adapter.write_predictions(out, split, values)
+        if submission_dir is not None:
+            data.adapter.write_submission(submission_dir, split, values)
+    return splits
+
+
+def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -> None:
+    """Tokenizer and ``task.json`` beside the weights, so ``tokenmix predict`` needs only the folder."""
+    data.tokenizer.save(directory)
+    write_json(directory / TASK_FILE, {"benchmark": data.adapter.benchmark, "task": data.adapter.name,
+                                       "labels": data.adapter.labels, "max_seq_len": options.max_seq_len,
+                                       "fixed_length": data.fixed is not None})
 
 
 def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``."""
     from ..checkpoint import load_pretrained
-    from ..data.text_pairs import PairBatches, encode, predict_logits
     from ..measure import resolve_device
-    from ..metrics.glue import compute
-    from ..tasks.glue import get_task, read_split
+    from ..tasks.adapters import get_adapter
     from .loop import fit_sweep
 
-    task, out = get_task(config.task), Path(config.out)
+    adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)
-    evals = {name: read_split(config.data_dir, task, name) for name in task.eval_splits}
-    first, protocol = task.eval_splits[0], ""
-    if config.train_from_dev and not (Path(config.data_dir) / task.folder / "train.tsv").is_file():
-        train, evals[first] = split_dev(evals[first], config.train_from_dev, config.seed)
-        protocol = (f"no train.tsv: trained on {len(train.examples)} examples ({config.train_from_dev:.0%}) of "
-                    f"{first}.tsv, evaluated on the other {len(evals[first].examples)} (seeded split)")
-    else:
-        train = read_split(config.data_dir, task, "train")
-    tests = {name: read_split(config.data_dir, task, name) for name in task.test_splits  # optional
-             if (Path(config.data_dir) / task.folder / f"{name}.tsv").is_file()}
-    for split in (train, *evals.values(), *tests.values()):
-        if split.skipped:
-            print(f"warning: {split.describe_skipped()}", file=sys.stderr)
-    for split in evals.values():
-        if not split.labelled:
-            raise ValueError(f"{split.path} has rows without a label; dev splits must be labelled")
-    train_examples = _subset(train.examples, config.max_train_examples, config.seed)
 
     def make_model() -> Any:
-        return build_task_model(config, task.num_labels, task.is_regression, tokenizer.vocab_size, tokenizer.pad_id)
+        return build_task_model(config, adapter.num_labels, adapter.is_regression, tokenizer.vocab_size, tokenizer.pad_id)
 
     probe = make_model()
     fixed = config.max_seq_len if probe.config.length_dependent else None
     params, variant = probe.num_parameters(), probe.config.variant
     del probe
-
-    def batches(examples: list, batch_size: int) -> tuple[PairBatches, int]:
-        data = encode(tokenizer, examples, config.max_seq_len)
-        return PairBatches(data, batch_size, tokenizer.pad_id, fixed, config.seed, task.is_regression), data.truncated
-
-    train_batches, train_truncated = batches(train_examples, config.batch_size)
-    eval_batches = {name: batches(split.examples, config.eval_batch_size) for name, split in evals.items()}
-    test_batches = {name: batches(split.examples, config.eval_batch_size) for name, split in tests.items()}
-    truncated = {"train": train_truncated, **{n: t for n, (_, t) in {**eval_batches, **test_batches}.items()}}
-    if any(truncated.values()):
-        print(f"note: truncated to {config.max_seq_len} tokens: "
-              + ", ".join(f"{n} {c}" for n, c in truncated.items() if c), file=sys.stderr)
-
-    def values(model: Any, pair_batches: PairBatches) -> list:
-        logits = predict_logits(model, pair_batches)
-        if task.is_regression:  # rounded as the predictions file writes them, so metrics.json agrees with it
-            return [round(v, 3) for v in logits[:, 0].tolist()]
-        return logits.argmax(-1).tolist()
+    data = prepare_task(config, adapter, tokenizer, fixed)
+    first = adapter.eval_splits[0]
 
     def evaluate(model: Any) -> dict[str, float]:
-        return compute(task.metrics, values(model, eval_batches[first][0]), [e.label for e in evals[first].examples])
+        return adapter.metrics(data.evals[first], task_values(model, data, first))
 
-    sweep = fit_sweep(make_model, train_batches, len(train_batches), evaluate, config, out, task.score,
-                      desc=f"{task.name} {variant}")
+    sweep = fit_sweep(make_model, data.batches["train"], len(data.batches["train"]), evaluate, config, out,
+                      adapter.score_metric, desc=f"{adapter.name} {variant}")
     best = load_pretrained(out / "best").to(resolve_device(config.device)).eval()
-    splits: dict[str, Any] = {}
-    for name, (pair_batches, _) in eval_batches.items():
-        predicted = values(best, pair_batches)
-        write_predictions(out / f"{name}_predictions.tsv", task, [e.idx for e in evals[name].examples], predicted)
-        splits[name] = compute(task.metrics, predicted, [e.label for e in evals[name].examples])
-    for name, (pair_batches, _) in test_batches.items():
-        ids, predicted = [e.idx for e in tests[name].examples], values(best, pair_batches)
-        write_predictions(out / f"{name}_predictions.tsv", task, ids, predicted)
-        if submission_dir is not None:
-            write_predictions(submission_dir / task.submission_name(name), task, ids, predicted)
-    tokenizer.save(out / "best")
-    write_json(out / "best" / TASK_FILE, {"task": task.name, "labels": task.labels, "max_seq_len": config.max_seq_len,
-                                          "fixed_length": fixed is not None})
+    splits = evaluate_and_write(best, data, out, submission_dir)
+    save_task_files(out / "best", data, config)
     chosen = sweep["runs"][f"{sweep['best_lr']:g}"]
     metrics = {
-        "kind": "finetune", "task": task.name, "protocol": protocol, "model": variant, "init": config.init, "params": params,
-        "score_metric": task.score, "score": splits[first][task.score], "splits": splits, "best_lr": sweep["best_lr"],
-        "sweep": {lr: run["best"][task.score] for lr, run in sweep["runs"].items()},
-        "train_examples": len(train_examples), "truncated": truncated,
-        "skipped": {s.name: len(s.skipped) for s in (train, *evals.values(), *tests.values())},
+        "kind": "finetune", "benchmark": adapter.benchmark, "task": adapter.name, "protocol": data.protocol,
+        "model": variant, "init": config.init, "params": params, "score_metric": adapter.score_metric,
+        "score": splits[first][adapter.score_metric], "splits": splits, "best_lr": sweep["best_lr"],
+        "sweep": {lr: run["best"][adapter.score_metric] for lr, run in sweep["runs"].items()},
+        "train_examples": len(data.train.examples), "truncated": data.truncated,
+        "skipped": {name: split.skipped for name, split in {"train": data.train, **data.evals, **data.tests}.items()},
         "steps": chosen["steps"], "steps_per_s": chosen["steps_per_s"], "train_seconds": chosen["train_seconds"],
         "fixed_length": fixed, "config": asdict(config),
     }

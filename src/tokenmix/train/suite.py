@@ -1,0 +1,158 @@
+"""Whole benchmarks: ``tokenmix glue`` and ``tokenmix superglue`` (``--init DIR --data-dir DIR --out DIR``).
+
+One :func:`~tokenmix.train.finetune.run_finetune` per task (``OUT/<task>/``), then ``<benchmark>.json``
+and ``<benchmark>.md`` — GLUE in the layout of the FNet paper's Table 2 with the paper's rows beside
+ours, SuperGLUE in the Sparse Mixers paper's columns — and the submission files
+(``OUT/submission/CoLA.tsv``, ``BoolQ.jsonl``, ...) for tasks with test files. SuperGLUE's
+diagnostics AX-b and AX-g are scored with the RTE model, as the leaderboard does. With ``--resume``
+finished tasks are read back instead of retrained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write, write_json
+from .finetune import FinetuneConfig, FinetuneOptions
+from .loop import _f
+
+GLUE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
+                "cola": "CoLA", "stsb": "STS-B", "mrpc": "MRPC", "rte": "RTE", "wnli": "WNLI"}
+SUPERGLUE_COLUMNS = {"boolq": "BoolQ", "cb": "CB", "copa": "COPA", "multirc": "MultiRC", "record": "ReCoRD",
+                     "rte": "RTE", "wic": "WiC", "wsc": "WSC"}
+
+
+@dataclass
+class GlueConfig(FinetuneOptions):
+    tasks: tuple[str, ...] = _f((), "tasks to run (default: every task with a train split in --data-dir, or with a "
+                                    "dev split when --train-from-dev is set)")
+
+
+@dataclass
+class SuperGlueConfig(GlueConfig):
+    epochs: float = _f(5.0, "passes over the training data (Sparse Mixers recipe: 5)")
+
+
+def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
+    from ..tasks import glue, superglue
+    from ..tasks.adapters import get_adapter
+
+    if config.tasks:
+        return [get_adapter(benchmark, name).name for name in config.tasks]
+    root = Path(config.data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-dir {root} does not exist; point it at a folder in the official {benchmark} layout")
+    names = glue.TASKS if benchmark == "glue" else superglue.BENCHMARK_TASKS
+    found = []
+    for name in names:
+        adapter = get_adapter(benchmark, name)
+        if adapter.has(root, "train") or (config.train_from_dev and adapter.eval_splits
+                                          and adapter.has(root, adapter.eval_splits[0])):
+            found.append(name)
+    if not found:
+        raise FileNotFoundError(f"no {benchmark} task folders with a train split in {root}")
+    return found
+
+
+def _columns(benchmark: str, task: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """The table column(s) of one task: MNLI gives two (matched, mismatched)."""
+    if task == "mnli":
+        return {"mnli-m": metrics["splits"]["dev_matched"]["accuracy"],
+                "mnli-mm": metrics["splits"]["dev_mismatched"]["accuracy"]}
+    return {task: metrics["score"]}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown: our row in the paper's column order (GLUE: with the paper's Base rows beside it)."""
+    from .. import paper
+    from ..tables import render_markdown
+
+    names = GLUE_COLUMNS if result["kind"] == "glue" else SUPERGLUE_COLUMNS
+    columns = [c for c in names if c in result["scores"]]
+    label = f"{result['model']} ({result['preset'] or result['init']})"
+    rows = [[label, *(f"{result['scores'][c]:.1f}" for c in columns), f"{result['average']:.1f}"]]
+    if result["kind"] == "glue":
+        for name in dict.fromkeys(("bert-base", "fnet-base", f"{result['model']}-base")):
+            if name in paper.GLUE:
+                values = dict(zip(paper.GLUE_COLUMNS, paper.GLUE[name]))
+                rows.append([f"paper {name}", *("FAIL" if values.get(c, "") is None else values.get(c, "-")
+                                                for c in columns), paper.GLUE_AVERAGE[name]])
+    table = render_markdown(["model", *(names[c] for c in columns), "avg"], rows)
+    notes = [f"Average: {result['average_convention']}."] + [f"{t}: {why}" for t, why in result["notes"].items()]
+    if result["kind"] == "glue":
+        notes.append("Paper rows: FNet paper Table 2 (Base models, full training sets); their averages cover all "
+                     "nine columns, ours only the columns shown.")
+    else:
+        notes.append("Paper (Sparse Mixers, Base): Sparse Mixer <1% above BERT-Base on SuperGLUE, Fast Sparse Mixer "
+                     "<0.2% below it; compare ratios to a BERT run of the same size.")
+    for name, scores in result.get("diagnostics", {}).items():
+        notes.append(f"{name} (scored with the RTE model): " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+    return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) -> dict[str, Any]:
+    """AX-b and AX-g predicted by the fine-tuned RTE model: metrics, predictions, submission files."""
+    from ..data.text_pairs import PairBatches, encode, predict_logits
+    from ..inference import TextClassifier
+    from ..tasks.adapters import get_adapter
+
+    classifier, results = TextClassifier.from_pretrained(rte_dir / "best", device="cpu"), {}
+    for name in ("axb", "axg"):
+        adapter = get_adapter("superglue", name)
+        if not adapter.has(data_dir, "test"):
+            continue
+        split = adapter.read(data_dir, "test")
+        fixed = classifier.max_seq_len if classifier.fixed_length else None
+        data = encode(classifier.tokenizer, split.examples, classifier.max_seq_len)
+        values = adapter.values(predict_logits(classifier.model, PairBatches(data, 128, classifier.tokenizer.pad_id, fixed)))
+        adapter.write_predictions(out / name, split, values)
+        adapter.write_submission(submission_dir, split, values)
+        results[name] = adapter.metrics(split, values)
+    return results
+
+
+def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
+    from ..metrics.glue import glue_average
+    from ..metrics.superglue import superglue_average
+    from ..tasks.adapters import get_adapter
+    from ..tasks.glue import AVERAGE_CONVENTION
+    from .finetune import run_finetune
+
+    out, tasks, submission = Path(config.out), _tasks(config, benchmark), Path(config.out) / "submission"
+    options = {f.name: getattr(config, f.name) for f in fields(FinetuneOptions)}
+    results: dict[str, Any] = {}
+    for name in tasks:
+        task_out = out / name
+        if config.resume and (task_out / "metrics.json").is_file():
+            results[name] = json.loads((task_out / "metrics.json").read_text())
+            continue
+        adapter = get_adapter(benchmark, name)
+        has_tests = any(adapter.has(config.data_dir, split) for split in adapter.test_splits)
+        results[name] = run_finetune(FinetuneConfig(**{**options, "out": str(task_out)}, task=name, benchmark=benchmark),
+                                     submission_dir=submission if has_tests else None)
+    scores = {col: value for name, m in results.items() for col, value in _columns(benchmark, name, m).items()}
+    if benchmark == "glue":
+        average, convention = glue_average(scores), AVERAGE_CONVENTION
+    else:
+        average = superglue_average(scores)
+        convention = ("mean over tasks of each task's score, CB (accuracy, F1), MultiRC (F1a, EM) and ReCoRD (F1, EM) "
+                      "counting as the mean of their two metrics, AX-b/AX-g excluded: the leaderboard's convention")
+    first = next(iter(results.values()))
+    result = {
+        "kind": benchmark, "model": first["model"], "preset": config.preset if config.init == "scratch" else "",
+        "init": config.init, "params": first["params"],
+        "tasks": {name: {"metrics": m["splits"], "score": m["score"], "score_metric": m["score_metric"],
+                         "best_lr": m["best_lr"], "steps_per_s": m["steps_per_s"], "train_examples": m["train_examples"],
+                         "protocol": m["protocol"] or "train on the train split, evaluate on dev"}
+                  for name, m in results.items()},
+        "scores": scores, "average": average, "average_convention": convention,
+        "notes": {name: m["protocol"] for name, m in results.items() if m["protocol"]}, "config": asdict(config),
+    }
+    if benchmark == "superglue" and "rte" in results:
+        result["diagnostics"] = _diagnostics(out / "rte", config.data_dir, out, submission)
+    write_json(out / f"{benchmark}.json", result)
+    atomic_write(out / f"{benchmark}.md", lambda tmp: Path(tmp).write_text(format_table(result)))
+    return result
