@@ -1,0 +1,141 @@
+"""LRA models and commands: configs per task, pooling, the two-tower head, save/load, run/eval/table
+end to end on fixtures, and the speed table's records, failure reporting, markdown and exponent fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenmix.cli import main
+from tokenmix.lra import speed
+from tokenmix.lra.models import HeadConfig, LRAClassifier, build_lra_model, load_lra_model, pool
+from tokenmix.lra.tasks import TASKS, get_task, model_overrides
+from tokenmix.registry import make_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lra"
+
+
+def test_official_configs_and_lengths():
+    preset, fields = model_overrides(get_task("listops"), "lra", "cls", {})
+    config = make_config("fnet", preset, **fields)
+    assert (config.hidden_size, config.num_layers, config.num_heads, config.intermediate_size) == (512, 6, 8, 2048)
+    assert config.max_position_embeddings == 2000 and config.vocab_size == 18
+    text = make_config("bert", *model_overrides(get_task("text"), "lra", "cls", {"dropout": 0.0})[:1],
+                       **model_overrides(get_task("text"), "lra", "cls", {"dropout": 0.0})[1])
+    assert (text.hidden_size, text.num_layers, text.num_heads, text.intermediate_size) == (256, 4, 4, 1024)
+    assert text.max_position_embeddings == 4096 and text.vocab_size == 258 and text.dropout == 0.0
+    # Another preset keeps its sizes but still gets the task's vocabulary and length (mean pooling: no CLS).
+    preset, fields = model_overrides(get_task("pathfinder"), "tiny", "mean", {})
+    assert preset == "tiny" and fields["max_position_embeddings"] == 1024 and "hidden_size" not in fields
+    assert get_task("path-x").image_size == 128 and get_task("Pathfinder").name == "pathfinder32"
+    with pytest.raises(ValueError, match="unknown LRA task"):
+        get_task("mnist")
+    with pytest.raises(ValueError, match="pooling"):
+        model_overrides(get_task("text"), "lra", "max", {})
+    assert all(spec.num_classes in (2, 10) for spec in TASKS.values())
+
+
+def test_mean_pooling_ignores_padding_and_cls_takes_the_first_position():
+    hidden = torch.arange(24, dtype=torch.float32).view(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    pooled = pool(hidden, mask, "mean")
+    assert torch.allclose(pooled[0], hidden[0, :2].mean(0)) and torch.allclose(pooled[1], hidden[1].mean(0))
+    assert torch.equal(pool(hidden, mask, "cls"), hidden[:, 0])
+
+
+def tiny(task: str, pooling: str, dual: bool = False, name: str = "fnet") -> LRAClassifier:
+    torch.manual_seed(0)
+    spec = get_task(task)
+    return build_lra_model(name, "tiny", HeadConfig(spec.name, spec.num_classes, pooling, dual),
+                           {"max_position_embeddings": 64, "dropout": 0.0})
+
+
+def test_two_tower_combines_u_v_product_and_difference():
+    model = tiny("retrieval", "mean", dual=True).eval()
+    a, b = torch.randint(2, 258, (3, 64)), torch.randint(2, 258, (3, 64))
+    out = model(a, torch.ones_like(a), torch.tensor([0, 1, 1]), b, torch.ones_like(b))
+    assert out.logits.shape == (3, 2) and out.loss is not None and out.loss.item() > 0
+    u, _ = model.encode(a, torch.ones_like(a))
+    v, _ = model.encode(b, torch.ones_like(b))
+    assert torch.allclose(out.pooler_output, torch.cat([u, v, u * v, u - v], -1), atol=1e-6)
+    assert model.classifier[0].in_features == 4 * model.config.hidden_size
+    with pytest.raises(ValueError, match="input_ids2"):
+        model(a)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    model = tiny("image", "cls", name="bert").eval()
+    ids = torch.randint(2, 258, (2, 64))
+    model.save_pretrained(tmp_path / "m")
+    again = load_lra_model(tmp_path / "m").eval()
+    assert again.head_config == model.head_config and again.config == model.config
+    assert torch.equal(model(ids).logits, again(ids).logits)
+    (tmp_path / "m" / "lra.json").unlink()
+    with pytest.raises(ValueError, match="not an LRA classifier"):
+        load_lra_model(tmp_path / "m")
+
+
+def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["lra", "run", "--task", "listops", "--data-dir", str(FIXTURES / "listops"), "--cache-dir",
+            str(tmp_path / "cache"), "--preset", "tiny", "--override", "dropout=0.0", "--batch-size", "2",
+            "--max-steps", "3", "--eval-every", "1", "--out", str(out), "--lr", "1e-3"]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "test accuracy" in printed.out and "2 malformed rows skipped" in printed.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["sizes"] == {"train": 4, "val": 2, "test": 2}
+    assert summary["data"]["train"]["malformed_rows"] == 2 and 0 <= summary["test_accuracy"] <= 1
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert summary["best_step"] == max(evals, key=lambda e: (e["accuracy"], -e["step"]))["step"]
+    assert main(args) == 1 and "already holds" in capsys.readouterr().err  # never silently reuses a run
+
+    result = tmp_path / "eval.json"
+    assert main(["lra", "eval", "--task", "listops", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "listops"),
+                 "--cache-dir", str(tmp_path / "cache"), "--split", "test", "--json", str(result)]) == 0
+    record = json.loads(result.read_text())
+    assert record["examples"] == 2 and record["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert main(["lra", "eval", "--task", "text", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "text")]) == 1
+    assert "trained on 'listops'" in capsys.readouterr().err
+
+    assert main(["lra", "table", "--runs", str(tmp_path), "--markdown", str(tmp_path / "t.md")]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("| Model | ListOps | Text | Retrieval | Image | Pathfinder | Path-X | Avg |")
+    assert f"{100 * summary['test_accuracy']:.2f}" in table.splitlines()[2]
+
+
+def test_speed_measure_and_failure_records(tmp_path):
+    config = speed.LRASpeedConfig(models=("fnet", "bert:attention_dropout=0.0"), seq_lens=(32,), warmup=0, repeats=1,
+                                  out=str(tmp_path), device="cpu")
+    record = speed.measure("bert:attention_dropout=0.0", 32, config)
+    assert record["ms_per_step"] > 0 and record["params"] > 0 and record["model"] == "bert:attention_dropout=0.0"
+    over = speed.run_limited("fnet", 64, speed.LRASpeedConfig(models=("fnet",), time_budget=0.5, out=str(tmp_path)))
+    assert over["error"] == "over budget" and over["ms_per_step"] is None
+    with pytest.raises(ValueError, match="unknown model"):
+        speed.LRASpeedConfig(models=("gpt",))
+
+
+def test_speed_table_markdown_plot_and_exponent(tmp_path):
+    records = []
+    for n in (512, 1024, 2048):
+        records.append({"model": "bert", "seq_len": n, "ms_per_step": 1e-3 * n * n, "steps_per_s": 1e3 / (1e-3 * n * n),
+                        "peak_mem_bytes": 4 * n * n, "device": "cpu"})
+        records.append({"model": "fnet", "seq_len": n, "ms_per_step": 0.5 * n, "steps_per_s": 1e3 / (0.5 * n),
+                        "peak_mem_bytes": 1000 * n, "device": "cpu"})
+    records.append({"model": "bert", "seq_len": 4096, "ms_per_step": None, "peak_mem_bytes": None, "error": "OOM"})
+    assert speed.fit_exponent([r for r in records if r["model"] == "fnet"], "peak_mem_bytes") == pytest.approx(1.0)
+    assert speed.fit_exponent([r for r in records if r["model"] == "bert"], "ms_per_step") == pytest.approx(2.0)
+    fits = {m: {"memory_exponent": speed.fit_exponent([r for r in records if r["model"] == m], "peak_mem_bytes"),
+                "time_exponent": speed.fit_exponent([r for r in records if r["model"] == m], "ms_per_step")}
+            for m in ("bert", "fnet")}
+    result = {"config": {"task": "text", "batch_size": 8, "time_budget": 60.0, "max_memory_gb": 4.0},
+              "results": records, "fits": fits, "notes": ["performer: skipped"]}
+    text = speed.format_markdown(result)
+    assert "| fnet steps/s | 3.91 (1.0x) | 1.95 (2.0x) | 0.977 (4.1x) | - |" in text
+    assert "| bert steps/s | 3.81 | 0.954 | 0.238 | OOM |" in text
+    assert "fnet: memory ~ L^1.00" in text and "Note: performer: skipped" in text
+    speed.plot(result, tmp_path / "speed.png")
+    assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
