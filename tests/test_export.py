@@ -86,6 +86,11 @@ def test_mixing_model_graph_is_fixed_to_the_exported_length(tmp_path, capsys):
     with pytest.raises(Exception):  # another length is refused by onnxruntime, not silently wrong
         session.run(None, {"input_ids": ids, "token_type_ids": ids, "attention_mask": ids + 1})
     assert [p.name for p in out.parent.iterdir()] == ["fnet.onnx"]  # no temporary file left behind
+    import onnx
+
+    graph = onnx.load(str(out)).graph  # the DFT matrices are constants, one copy for both layers
+    assert not {"Cos", "Sin"} & {node.op_type for node in graph.node}
+    assert [tuple(t.dims) for t in graph.initializer].count((2, 8, 8)) == 1
 
 
 def test_encoder_only_drops_the_classification_head(tmp_path):

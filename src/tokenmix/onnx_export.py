@@ -115,6 +115,19 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def fold_constants(program: Any, seq_len: int, hidden_size: int) -> None:
+    """Precompute what the graph would recompute on every run. Traced, the DFT matrices are
+    built from ``arange`` (Mod, Cast, Cos, Sin per layer); folded, they become constants, and the
+    identical copies of the layers are merged into one (a 12-layer FNet keeps one [2, L, L] matrix,
+    not twelve), which keeps long-length graphs under ONNX's 2 GB file limit."""
+    import onnxscript.optimizer
+    from onnx_ir.passes.common import DeduplicateInitializersPass
+
+    limit = 2 * max(seq_len, hidden_size) ** 2  # elements of the largest DFT matrix
+    onnxscript.optimizer.optimize(program.model, input_size_limit=limit, output_size_limit=limit)
+    DeduplicateInitializersPass(size_limit=limit)(program.model)
+
+
 def max_difference(path: str, wrapper: OnnxWrapper, cases: list[tuple[torch.Tensor, ...]]) -> float:
     """Largest absolute difference between onnxruntime and PyTorch over every output of every case."""
     import onnxruntime
@@ -154,6 +167,7 @@ def export_onnx(config: OnnxExportConfig) -> dict[str, Any]:
             program = torch.onnx.export(wrapper, example, dynamo=True, opset_version=config.opset, verbose=False,
                                         input_names=list(INPUT_NAMES), output_names=list(wrapper.output_names),
                                         dynamic_shapes={name: dict(axes) for name in INPUT_NAMES})
+            fold_constants(program, seq_len, model_config.hidden_size)
             program.save(tmp, external_data=False)
         if config.check:
             difference.append(max_difference(tmp, wrapper, cases))
