@@ -27,3 +27,19 @@ def tiny(name: str, **overrides):
 
 def random_ids(batch: int = 2, length: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    """A small tokenizer trained on the GLUE and SuperGLUE fixtures (for fine-tuning tests)."""
+    from pathlib import Path
+
+    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    fixtures = Path(__file__).parent / "fixtures"
+    folder = tmp_path_factory.mktemp("tok")
+    texts = [p.read_text(encoding="utf-8-sig") for p in sorted((*fixtures.glob("glue/*/*.tsv"),
+                                                                *fixtures.glob("superglue/*/*.jsonl")))]
+    (folder / "corpus.txt").write_text("\n\n".join(texts))
+    return str(train_tokenizer(TokenizerTrainConfig(input=(str(folder / "corpus.txt"),), out=str(folder / "tok"),
+                                                    vocab_size=400)))

@@ -20,16 +20,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 SHARED_GLUE = Path(__file__).parents[2] / "shared" / "data" / "glue"
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
-
-    folder = tmp_path_factory.mktemp("tok")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n\n".join(p.read_text(encoding="utf-8-sig") for p in sorted(FIXTURES.rglob("*.tsv"))))
-    return str(train_tokenizer(TokenizerTrainConfig(input=(str(corpus),), out=str(folder / "tok"), vocab_size=300)))
-
-
 def test_metrics_match_hand_computed_values():
     preds, gold = [1, 0, 1, 1, 0], [1, 0, 0, 1, 1]
     m = compute(("accuracy", "f1", "mcc"), preds, gold)

@@ -140,6 +140,17 @@ def run_benchmark(benchmark: str) -> Callable[[Any], None]:
     return run
 
 
+def run_distill(config: Any) -> None:
+    from .tables import render_table
+    from .train.distill import run_distill
+
+    r = run_distill(config)
+    rows = [[role, r[role]["model"], f"{r[role]['params'] / 1e6:.1f}M", f"{r[role]['score']:.2f}",
+             f"{r[role]['ms_per_example']:.3f}"] for role in ("teacher", "student")]
+    print(render_table(["role", "model", "params", r["score_metric"], "ms/example"], rows))
+    print(f"student inference speed-up over the teacher: {r['speedup']:.2f}x; wrote {config.out}/metrics.json")
+
+
 def run_predict(config: Any) -> None:
     from .inference import run_predict
 
@@ -179,6 +190,10 @@ CONFIG_COMMANDS = (
      "Run `finetune --benchmark superglue` for every task (or --tasks) in the official jsonl layout, score AX-b "
      "and AX-g with the RTE model, then write superglue.json, superglue.md and leaderboard submission files.",
      "train.suite:SuperGlueConfig", run_benchmark("superglue")),
+    (("distill",), "train a fast student from a fine-tuned teacher (KL at temperature T + hard labels)",
+     "Distil a fine-tuned teacher of any variant into any registered student on a GLUE/SuperGLUE task; the "
+     "teacher's logits are cached on disk; prints student and teacher side by side.",
+     "train.distill:DistillConfig", run_distill),
     (("predict",), "classify texts with a fine-tuned model (label and probabilities)",
      "Classify one text or text pair given on the command line, or every line of --file (batched).",
      "inference:PredictConfig", run_predict),

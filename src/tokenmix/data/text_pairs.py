@@ -60,9 +60,11 @@ class PairBatches:
     ``seed + epoch``, so a resumed run sees the same order) and :meth:`ordered` for prediction."""
 
     def __init__(self, data: Encoded, batch_size: int, pad_id: int, fixed_len: int | None, seed: int = 0,
-                 regression: bool = False) -> None:
+                 regression: bool = False, extras: dict[str, Any] | None = None) -> None:
+        """``extras``: per-example tensors (first axis = example) added to every batch under their
+        key, e.g. cached teacher logits for distillation."""
         self.data, self.batch_size, self.pad_id = data, batch_size, pad_id
-        self.fixed_len, self.seed, self.regression = fixed_len, seed, regression
+        self.fixed_len, self.seed, self.regression, self.extras = fixed_len, seed, regression, extras or {}
 
     def __len__(self) -> int:
         return -(-len(self.data.input_ids) // self.batch_size)
@@ -83,6 +85,7 @@ class PairBatches:
         labels = [self.data.labels[i] for i in indices]
         if all(label is not None for label in labels):
             batch["labels"] = torch.tensor(labels, dtype=torch.float if self.regression else torch.long)
+        batch.update({key: values[list(indices)] for key, values in self.extras.items()})
         return batch
 
     def _groups(self, order: list[int]) -> list[list[int]]:
@@ -115,7 +118,8 @@ def predict_logits(model: Any, batches: PairBatches) -> Any:
     rows: list[Any] = [None] * len(batches.data.input_ids)
     with torch.inference_mode():
         for indices, batch in batches.ordered():
-            logits = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"}).logits.float().cpu()
+            inputs = {k: batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask")}
+            logits = model(**inputs).logits.float().cpu()
             for i, row in zip(indices, logits):
                 rows[i] = row
     return torch.stack(rows)

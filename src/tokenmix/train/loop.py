@@ -73,9 +73,11 @@ def _better(value: float, best: float | None, greater_is_better: bool) -> bool:
 
 
 def fit(model: Any, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, config: FitConfig, out: str | Path,
-        metric: str, greater_is_better: bool = True, desc: str = "train") -> dict[str, Any]:
+        metric: str, greater_is_better: bool = True, desc: str = "train",
+        loss_fn: Callable[[Any, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """Train ``model`` (a :class:`~tokenmix.modeling.TokenMixPreTrainedModel` or any module with a
-    ``.config``) with ``config.lr[0]``; returns the summary also written to ``out/fit_summary.json``."""
+    ``.config``) with ``config.lr[0]``; returns the summary also written to ``out/fit_summary.json``.
+    ``loss_fn(model, batch)`` replaces the default ``model(**batch).loss`` (e.g. distillation)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -147,7 +149,7 @@ def fit(model: Any, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, 
                 group["lr"] = lr * warmup_linear_decay(step, warmup, total)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                loss = model(**batch).loss
+                loss = model(**batch).loss if loss_fn is None else loss_fn(model, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step + 1} (lr {lr:g}); lower --lr or "
                                          f"set --clip-grad-norm; the best model so far is in {run_dir / 'best'}")
@@ -193,7 +195,7 @@ def fit(model: Any, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, 
 
 def fit_sweep(make_model: Callable[[], Any], batches: Batches, steps_per_epoch: int, evaluate: Evaluate,
               config: FitConfig, out: str | Path, metric: str, greater_is_better: bool = True,
-              desc: str = "train") -> dict[str, Any]:
+              desc: str = "train", loss_fn: Callable[[Any, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """One :func:`fit` per learning rate in ``config.lr``, each from a fresh ``make_model()`` in
     ``out/lr_<value>/`` (or ``out/`` itself for a single rate); the best run's ``best/`` model is
     copied to ``out/best``. With ``--resume`` finished runs are read back, not redone."""
@@ -205,7 +207,7 @@ def fit_sweep(make_model: Callable[[], Any], batches: Batches, steps_per_epoch: 
             runs[f"{lr:g}"] = json.loads((run_dir / FINISHED).read_text())
             continue
         runs[f"{lr:g}"] = fit(make_model(), batches, steps_per_epoch, evaluate, replace(config, lr=(lr,)), run_dir,
-                              metric, greater_is_better, desc)
+                              metric, greater_is_better, desc, loss_fn)
     pick = max if greater_is_better else min
     best_lr = pick(runs, key=lambda key: runs[key]["best"][metric])
     if len(config.lr) > 1:

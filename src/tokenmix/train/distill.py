@@ -1,0 +1,186 @@
+"""Knowledge distillation: ``tokenmix distill --teacher DIR --student fnet --preset mini --task sst2 ...``.
+
+A fine-tuned teacher of any variant teaches any registered student on a GLUE or SuperGLUE task:
+loss = α·KL(teacher ‖ student, both at temperature T)·T² + (1−α)·hard-label loss; for regression
+tasks the soft term is the MSE to the teacher's score. The teacher's logits are computed once per
+training example and cached on disk (``<teacher>/distill_cache/<task>.safetensors``), keyed by the
+teacher's weights, the task and the encoded data; a cache whose key no longer matches is reported
+as stale and recomputed, so the teacher never runs twice over the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write, write_json
+from .finetune import FinetuneOptions
+from .loop import _f
+
+
+@dataclass
+class DistillConfig(FinetuneOptions):
+    lr: tuple[float, ...] = _f((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
+    init: str = _f("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
+                              "model folder / run directory of the student")
+    teacher: str = _f("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
+    student: str = _f("fnet", "student variant when --init scratch (see `tokenmix models`)")
+    task: str = _f("", "the task the teacher was fine-tuned on")
+    benchmark: str = _f("glue", "glue or superglue")
+    alpha: float = _f(0.5, "weight of the distillation term (1 = teacher only, 0 = labels only)")
+    temperature: float = _f(2.0, "softmax temperature of the KL term")
+
+    def __post_init__(self) -> None:
+        from ..tasks.adapters import get_adapter
+
+        self.model = self.student
+        super().__post_init__()
+        if not self.teacher:
+            raise ValueError("missing --teacher: a folder written by `tokenmix finetune` for the same --task")
+        if not self.task:
+            raise ValueError("missing --task: the task the teacher was fine-tuned on")
+        get_adapter(self.benchmark, self.task)
+        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
+            raise ValueError(f"--alpha must be in [0, 1] and --temperature > 0, got {self.alpha} and {self.temperature}")
+
+
+def distillation_loss(student: Any, teacher: Any, hard: Any, alpha: float, temperature: float,
+                      regression: bool) -> Any:
+    """α·KL(softmax(t/T) ‖ softmax(s/T))·T² + (1−α)·hard; regression: α·MSE(s, t) + (1−α)·hard."""
+    import torch.nn.functional as F
+
+    if regression:
+        soft = F.mse_loss(student[:, 0].float(), teacher[:, 0].float())
+    else:
+        log_student = F.log_softmax(student.float() / temperature, dim=-1)
+        log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
+        soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def _fingerprint(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:32]
+
+
+def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -> Any:
+    """The teacher's logits for ``examples``, from the disk cache when its key matches."""
+    from safetensors.torch import load_file, save_file
+
+    from ..data.text_pairs import PairBatches, encode, predict_logits
+
+    data = encode(teacher.tokenizer, examples, teacher.max_seq_len)
+    weights = teacher_dir / "model.safetensors"
+    key = _fingerprint(hashlib.sha256(weights.read_bytes()).hexdigest(), task, teacher.max_seq_len,
+                       teacher.fixed_length, data.input_ids, data.token_type_ids)
+    cache = teacher_dir / "distill_cache" / f"{task}.safetensors"
+    if cache.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), "pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                return load_file(str(cache))["logits"]
+        print(f"note: teacher cache {cache} is stale (the teacher or the training data changed); recomputing",
+              file=sys.stderr)
+    fixed = teacher.max_seq_len if teacher.fixed_length else None
+    logits = predict_logits(teacher.model, PairBatches(data, 128, teacher.tokenizer.pad_id, fixed)).contiguous()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, lambda tmp: save_file({"logits": logits}, tmp, metadata={"key": key, "task": task}))
+    return logits
+
+
+def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, tokenizer: Any) -> None:
+    from .finetune import find_tokenizer
+
+    if (task_info.get("benchmark", "glue"), task_info["task"]) != (config.benchmark, config.task.lower()):
+        raise ValueError(f"the teacher in {teacher_dir} was fine-tuned on {task_info.get('benchmark', 'glue')} "
+                         f"{task_info['task']!r}, not {config.benchmark} {config.task!r}; pick a teacher of this task")
+    if config.init != "scratch" or config.tokenizer:
+        student_tokenizer = find_tokenizer(config.init, config.tokenizer)
+        if student_tokenizer.backend.get_vocab() != tokenizer.backend.get_vocab():
+            raise ValueError("the teacher and the student use different tokenizers (their vocabularies differ), so "
+                             "their inputs would not be the same token ids; distil into a student built on the "
+                             "teacher's tokenizer (--init scratch without --tokenizer)")
+
+
+def _ms_per_example(model: Any, batches: Any) -> float:
+    from ..data.text_pairs import predict_logits
+
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        predict_logits(model, batches)
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times) / len(batches.data.input_ids)
+
+
+def run_distill(config: DistillConfig) -> dict[str, Any]:
+    import json
+
+    from ..checkpoint import find_model_dir, load_pretrained
+    from ..data.text_pairs import PairBatches, encode, predict_logits
+    from ..inference import TextClassifier
+    from ..measure import resolve_device
+    from ..modeling import TokenMixPreTrainedModel
+    from ..tasks.adapters import get_adapter
+    from .finetune import TASK_FILE, build_task_model, evaluate_and_write, prepare_task, save_task_files, task_values
+    from .loop import fit_sweep
+
+    adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)
+    teacher_dir = find_model_dir(config.teacher)
+    if not (teacher_dir / TASK_FILE).is_file():
+        raise ValueError(f"{teacher_dir} is not a fine-tuned model (no {TASK_FILE}); fine-tune a teacher first")
+    teacher = TextClassifier.from_pretrained(teacher_dir, device=config.device)
+    _check_pair(config, teacher_dir, json.loads((teacher_dir / TASK_FILE).read_text()), teacher.tokenizer)
+
+    def make_model() -> Any:
+        return build_task_model(config, adapter.num_labels, adapter.is_regression, teacher.tokenizer.vocab_size,
+                                teacher.tokenizer.pad_id)
+
+    probe = make_model()
+    fixed = config.max_seq_len if probe.config.length_dependent else None
+    data = prepare_task(config, adapter, teacher.tokenizer, fixed)
+    data.batches["train"].extras = {"teacher_logits": teacher_logits(teacher, teacher_dir, data.train.examples,
+                                                                     f"{adapter.benchmark}-{adapter.name}")}
+    first = adapter.eval_splits[0]
+
+    def loss_fn(model: TokenMixPreTrainedModel, batch: dict[str, Any]) -> Any:
+        from ..heads import add_aux_loss
+
+        out_ = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        hard = model.loss(out_.logits, batch["labels"])
+        return add_aux_loss(distillation_loss(out_.logits, batch["teacher_logits"], hard, config.alpha,
+                                              config.temperature, adapter.is_regression), out_)
+
+    def evaluate(model: Any) -> dict[str, float]:
+        return adapter.metrics(data.evals[first], task_values(model, data, first))
+
+    sweep = fit_sweep(make_model, data.batches["train"], len(data.batches["train"]), evaluate, config, out,
+                      adapter.score_metric, desc=f"distill {adapter.name} {probe.config.variant}", loss_fn=loss_fn)
+    student = load_pretrained(out / "best").to(device).eval()
+    splits = evaluate_and_write(student, data, out, None)
+    save_task_files(out / "best", data, config)
+    teacher_batches = PairBatches(encode(teacher.tokenizer, data.evals[first].examples, teacher.max_seq_len),
+                                  config.eval_batch_size, teacher.tokenizer.pad_id,
+                                  teacher.max_seq_len if teacher.fixed_length else None)
+    teacher_values = adapter.values(predict_logits(teacher.model, teacher_batches))
+    teacher_score = adapter.metrics(data.evals[first], teacher_values)[adapter.score_metric]
+    side = {
+        "student": {"model": probe.config.variant, "params": probe.num_parameters(),
+                    "score": splits[first][adapter.score_metric],
+                    "ms_per_example": _ms_per_example(student, data.batches[first])},
+        "teacher": {"model": teacher.model.config.variant, "params": teacher.model.num_parameters(),
+                    "score": teacher_score, "ms_per_example": _ms_per_example(teacher.model, teacher_batches)},
+    }
+    result = {"kind": "distill", "benchmark": adapter.benchmark, "task": adapter.name, "score_metric": adapter.score_metric,
+              "splits": splits, "best_lr": sweep["best_lr"], "alpha": config.alpha, "temperature": config.temperature,
+              **side, "speedup": side["teacher"]["ms_per_example"] / side["student"]["ms_per_example"],
+              "config": asdict(config)}
+    write_json(out / "metrics.json", result)
+    return result
