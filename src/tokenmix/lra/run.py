@@ -151,7 +151,8 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
     write_json(out / "best" / HEAD_NAME, asdict(head))
     best = load_lra_model(out / "best").to(_device(config))
     run = sweep["runs"][f"{sweep['best_lr']:g}"]
-    scores = {"val": accuracy(best, val, config.eval_batch_size), "test": accuracy(best, test, config.eval_batch_size)}
+    # Validation scores of the chosen checkpoint come from the trainer's history (no second pass).
+    scores = {"val": {k: run["best"][k] for k in ("accuracy", "loss")}, "test": accuracy(best, test, config.eval_batch_size)}
     summary = {
         "kind": "lra", "task": task.name, "model": config.model, "preset": config.preset, "pooling": config.pooling,
         "params": best.num_parameters(), "model_config": best.config.to_dict(),

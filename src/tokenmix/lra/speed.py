@@ -255,6 +255,7 @@ def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
                     records.append(record)
                     if record.get("error"):
                         failed[spec] = record
+                write_json(Path(config.out) / "speed.json", {"config": asdict(config), "results": records, "partial": True})
                 bar.update(1)
     fits = {spec: {"memory_exponent": fit_exponent([r for r in records if r["model"] == spec], "peak_mem_bytes"),
                    "time_exponent": fit_exponent([r for r in records if r["model"] == spec], "ms_per_step")}
