@@ -273,3 +273,23 @@ def test_tiny_finetune_beats_chance_on_real_sst2(tmp_path):
     majority = 100 * max(p, 1 - p) if (p := sum(e.label for e in read_split(SHARED_GLUE, "sst2", "dev").examples) / 872) else 0
     assert metrics["splits"]["dev"]["accuracy"] > majority + 5  # majority class: 50.9%
     _agree(tmp_path / "out", "sst2", "dev", SHARED_GLUE)
+
+
+def test_finetune_from_a_converted_hugging_face_fnet(tmp_path, tokenizer_dir):
+    """HF FNet folder (weights + tokenizer) -> `convert from-hf` -> `finetune --init`."""
+    transformers = pytest.importorskip("transformers")
+    from tokenmix.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    config = transformers.FNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                     intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_id)
+    transformers.FNetForPreTraining(config).save_pretrained(tmp_path / "hf")
+    tokenizer.save(tmp_path / "hf")  # the tokenizer files travel with the checkpoint, as on the hub
+    assert main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "converted")]) == 0
+    out = tmp_path / "rte"
+    assert main(["finetune", "--task", "rte", "--init", str(tmp_path / "converted"), "--data-dir", str(FIXTURES),
+                 "--out", str(out), "--lr", "1e-3", "--epochs", "1", "--batch-size", "2", "--max-seq-len", "32",
+                 "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "fnet" and metrics["fixed_length"] == 32
+    _agree(out, "rte", "dev")
