@@ -96,23 +96,39 @@ def _hartley_matmul(x: torch.Tensor) -> torch.Tensor:
     return (_sequence_matrices(seq_len, x.device, x.dtype) @ torch.stack([a + b, a - b], dim=-3)).sum(dim=-3)
 
 
-def _mirror(t: torch.Tensor, d: int) -> torch.Tensor:
-    """Columns k = d//2+1 .. d-1 of a real signal's 2D spectrum from the non-redundant half ``t``
-    ([L, d//2+1]): X[j, k] = conj(X[-j mod L, d-k])."""
-    return t[..., 1 : d - d // 2].flip(-1).flip(-2).roll(1, dims=-2)
+@_cache_unless_tracing
+def _spectrum_index(n: int, d: int, parts: int, device: torch.device) -> torch.Tensor:
+    """Flat index that assembles the [n, d] real output from the non-redundant half spectrum
+    ([n, h], h = d//2+1, flattened; ``parts=2``: a second [n, h] block follows for the mirrored
+    columns). Column k > d/2 is column d-k of sequence frequency -j (conjugate symmetry of a real
+    signal's spectrum: X[j, k] = conj(X[-j mod n, d-k]))."""
+    h = d // 2 + 1
+    j = torch.arange(n).unsqueeze(1)
+    k = torch.arange(d).unsqueeze(0)
+    head = k < h
+    index = torch.where(head, j * h + k, ((-j) % n) * h + (d - k))
+    if parts == 2:
+        index = index + torch.where(head, 0, n * h)
+    return index.flatten().to(device)
+
+
+def _assemble(blocks: list[torch.Tensor], d: int) -> torch.Tensor:
+    """One gather instead of slicing, flipping, rolling and concatenating."""
+    n = blocks[0].shape[-2]
+    flat = torch.cat([b.flatten(-2) for b in blocks], dim=-1) if len(blocks) > 1 else blocks[0].flatten(-2)
+    index = _spectrum_index(n, d, len(blocks), flat.device)
+    return flat.index_select(-1, index).unflatten(-1, (n, d))
 
 
 def _fft(x: torch.Tensor) -> torch.Tensor:
-    d = x.shape[-1]
-    real = torch.fft.rfftn(x, dim=(-2, -1)).real  # half the spectrum: half the work of a complex FFT
-    return torch.cat([real, _mirror(real, d)], dim=-1)
+    # Half the spectrum (rfftn): half the work of the complex fftn of the official code and transformers.
+    return _assemble([torch.fft.rfftn(x, dim=(-2, -1)).real], x.shape[-1])
 
 
 def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
-    d = x.shape[-1]
     spectrum = torch.fft.rfftn(x, dim=(-2, -1))
     # Re - Im; on the mirrored half Im changes sign.
-    return torch.cat([spectrum.real - spectrum.imag, _mirror(spectrum.real + spectrum.imag, d)], dim=-1)
+    return _assemble([spectrum.real - spectrum.imag, spectrum.real + spectrum.imag], x.shape[-1])
 
 
 def _single_threaded(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
