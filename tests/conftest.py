@@ -43,3 +43,21 @@ def tokenizer_dir(tmp_path_factory):
     (folder / "corpus.txt").write_text("\n\n".join(texts))
     return str(train_tokenizer(TokenizerTrainConfig(input=(str(folder / "corpus.txt"),), out=str(folder / "tok"),
                                                     vocab_size=400)))
+
+
+SHARED_GLUE = __import__("pathlib").Path(__file__).parents[2] / "shared" / "data" / "glue"
+
+
+@pytest.fixture(scope="session")
+def sst2_tokenizer(tmp_path_factory):
+    """A 2000-token tokenizer trained on 8000 real SST-2 training sentences (skips without the data)."""
+    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    source = SHARED_GLUE / "SST-2" / "train.tsv"
+    if not source.is_file():
+        pytest.skip("needs ../shared/data/glue")
+    folder = tmp_path_factory.mktemp("sst2tok")
+    lines = source.read_text().splitlines()[1:8001]
+    (folder / "corpus.txt").write_text("\n\n".join(line.split("\t")[0] for line in lines))
+    return str(train_tokenizer(TokenizerTrainConfig(input=(str(folder / "corpus.txt"),), out=str(folder / "tok"),
+                                                    vocab_size=2000)))

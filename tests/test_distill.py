@@ -86,25 +86,19 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
     assert "different tokenizers" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (SHARED_GLUE / "SST-2" / "train.tsv").is_file(), reason="needs ../shared/data/glue")
-def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path):
+def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path, sst2_tokenizer):
     from tokenmix.inference import TextClassifier
     from tokenmix.tasks.glue import read_split
-    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
     from tokenmix.train.distill import DistillConfig, run_distill
     from tokenmix.train.finetune import FinetuneConfig, run_finetune
 
-    lines = (SHARED_GLUE / "SST-2" / "train.tsv").read_text().splitlines()[1:8001]
-    (tmp_path / "corpus.txt").write_text("\n\n".join(line.split("\t")[0] for line in lines))
-    tok = train_tokenizer(TokenizerTrainConfig(input=(str(tmp_path / "corpus.txt"),), out=str(tmp_path / "tok"),
-                                               vocab_size=2000))
     common = dict(task="sst2", data_dir=str(SHARED_GLUE), epochs=1, batch_size=32, max_seq_len=32,
                   max_train_examples=3000, device="cpu")
-    run_finetune(FinetuneConfig(init="scratch", model="bert", preset="tiny", tokenizer=str(tok), lr=(2e-3,),
+    run_finetune(FinetuneConfig(init="scratch", model="bert", preset="tiny", tokenizer=sst2_tokenizer, lr=(2e-3,),
                                 out=str(tmp_path / "teacher"), **{**common, "epochs": 2}))
     run_distill(DistillConfig(teacher=str(tmp_path / "teacher"), student="fnet", preset="tiny", lr=(3e-3,),
                               alpha=0.9, out=str(tmp_path / "distilled"), **common))
-    run_finetune(FinetuneConfig(init="scratch", model="fnet", preset="tiny", tokenizer=str(tok), lr=(3e-3,),
+    run_finetune(FinetuneConfig(init="scratch", model="fnet", preset="tiny", tokenizer=sst2_tokenizer, lr=(3e-3,),
                                 out=str(tmp_path / "plain"), **common))
     dev = [(e.text_a,) for e in read_split(SHARED_GLUE, "sst2", "dev").examples]
 

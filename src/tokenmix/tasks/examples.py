@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -16,3 +19,12 @@ class Example:
     label: int | float | None = None
     idx: int | str = 0
     group: int | str | None = None
+
+
+def lookup_task(tasks: Mapping[str, T], name: str, family: str) -> T:
+    """A task spec by name, case-insensitive, with or without dashes (``SST-2``, ``sst2``, ``AX-b``);
+    an unknown name is an error that lists the valid ones."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in tasks:
+        raise ValueError(f"unknown {family} task {name!r}; valid tasks: {', '.join(tasks)}")
+    return tasks[key]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .examples import Example
+from .examples import Example, lookup_task
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,7 @@ AVERAGE_CONVENTION = ("mean of the per-task scores (CoLA MCC, MRPC/QQP F1, STS-B
 
 
 def get_task(name: str) -> GlueTask:
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in TASKS:
-        raise ValueError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
-    return TASKS[key]
+    return lookup_task(TASKS, name, "GLUE")
 
 
 @dataclass

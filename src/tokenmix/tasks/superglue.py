@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from tokenmix.tasks.examples import Example
+from tokenmix.tasks.examples import Example, lookup_task
 
 SEGMENT_SEP = " | "
 SPLITS = ("train", "val", "test")
@@ -101,10 +101,7 @@ BENCHMARK_TASKS = tuple(name for name, task in TASKS.items() if task.evaluate_wi
 
 def get_task(name: str) -> SuperGLUETask:
     """The task spec by name, case-insensitive, with or without dashes (``boolq``, ``BoolQ``, ``AX-b``)."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in TASKS:
-        raise ValueError(f"unknown SuperGLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
-    return TASKS[key]
+    return lookup_task(TASKS, name, "SuperGLUE")
 
 
 @dataclass
