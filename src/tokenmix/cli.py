@@ -200,7 +200,7 @@ CONFIG_COMMANDS = (
 )
 
 
-COMMAND_MODULES = ("bench.commands", "lra.commands", "export", "report")
+COMMAND_MODULES = ("bench.commands", "lra.commands", "export", "report", "reproduce.commands")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:

@@ -1,0 +1,1 @@
+"""The papers' studies reproduced end to end at a chosen scale (``tokenmix reproduce``)."""

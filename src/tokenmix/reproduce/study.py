@@ -1,0 +1,186 @@
+"""``tokenmix reproduce --scale mini --budget 2h --data ../shared/data --out results/mini``.
+
+The FNet paper's main comparisons (and the Sparse Mixer one) on the user's own machine, in stages
+whose outputs are their cache keys: corpus → tokenizer → pretraining data → pretraining of every
+model (an equal share of the budget each) → GLUE fine-tuning → speed benchmark → ``REPORT.md``.
+Rerunning the command skips finished stages, so an interrupted study loses at most the stage in
+progress. Scales (``scales.json``) are data: sizes, lengths, learning rates, tasks, budget shares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..utils import atomic_write, write_json
+
+SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
+MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer")
+CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
+GLUE_FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI",
+                "mnli": "MNLI", "qqp": "QQP", "wnli": "WNLI"}
+
+
+def _f(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+def parse_budget(text: str) -> float:
+    """``2h``, ``90m``, ``45s``, ``1h30m`` or plain seconds."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ValueError(f"--budget {text!r} is not a duration; write e.g. 2h, 90m, 1h30m or 600s")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+@dataclass
+class ReproduceConfig:
+    scale: str = _f("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores) or base (the papers' sizes, GPU)")
+    budget: str = _f("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
+    data: str = _f("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
+    out: str = _f("results/mini", "results folder (rerunning resumes; another configuration is refused)")
+    models: tuple[str, ...] = _f(MODELS, "models compared (all at the scale's size, same settings)")
+    overwrite: bool = _f(False, "delete a results folder of another configuration and start over")
+    device: str = _f("auto", "auto, cpu, cuda")
+    seed: int = _f(0, "seed of every stage")
+
+    def __post_init__(self) -> None:
+        from ..registry import get_variant
+
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
+        for name in self.models:
+            get_variant(name)
+        need = SCALES[self.scale]["min_budget_s"]
+        if self.seconds < need:
+            fits = [f"{s} (from {SCALES[s]['min_budget_s'] / 60:g} min)" for s in SCALES if SCALES[s]["min_budget_s"] <= self.seconds]
+            raise ValueError(f"--budget {self.budget} is too small for --scale {self.scale}, which needs at least "
+                             f"{need / 60:g} minutes; " + (f"what fits: --scale {', '.join(fits)}" if fits else
+                                                           f"give at least {SCALES['tiny']['min_budget_s'] / 60:g} minutes"))
+
+    @property
+    def seconds(self) -> float:
+        return parse_budget(self.budget)
+
+
+def check_data(config: ReproduceConfig) -> None:
+    root, scale = Path(config.data), SCALES[config.scale]
+    missing = [str(root / CORPUS)] if not (root / CORPUS).is_file() else []
+    missing += [str(root / "glue" / GLUE_FOLDERS[t]) for t in scale["glue_tasks"] if not (root / "glue" / GLUE_FOLDERS[t]).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"missing data for the study: {', '.join(missing)}; point --data at a folder laid out "
+                                f"like ../shared/data (see its README)")
+
+
+def claim_results_dir(config: ReproduceConfig) -> Path:
+    """Refuse a folder holding a study of another configuration, unless --overwrite."""
+    out = Path(config.out)
+    record = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "device", "out")}
+    record["models"] = list(record["models"])
+    marker = out / "reproduce.json"
+    if marker.is_file():
+        previous = json.loads(marker.read_text()).get("config")
+        if previous != record:
+            if not config.overwrite:
+                diff = ", ".join(f"{k}: {previous.get(k)!r} -> {v!r}" for k, v in record.items() if previous.get(k) != v)
+                raise ValueError(f"{out} holds a study with another configuration ({diff}); pass --overwrite to delete "
+                                 f"it, or choose another --out")
+            shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise ValueError(f"{out} is not empty and holds no study; choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        write_json(marker, {"config": record, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    return out
+
+
+class Stages:
+    """Runs each stage unless its output exists; keeps the time spent for the budget and the log."""
+
+    def __init__(self, out: Path, budget: float) -> None:
+        self.out, self.budget, self.start, self.log = out, budget, time.perf_counter(), []
+
+    @property
+    def remaining(self) -> float:
+        return self.budget - (time.perf_counter() - self.start)
+
+    def run(self, name: str, output: Path, work: Callable[[], Any]) -> None:
+        if output.exists():
+            print(f"[reproduce] {name}: done before ({output.relative_to(self.out)}), skipped", file=sys.stderr)
+            self.log.append({"stage": name, "status": "cached"})
+            return
+        print(f"[reproduce] {name} ({self.remaining / 60:.1f} min of the budget left) ...", file=sys.stderr)
+        began = time.perf_counter()
+        work()
+        self.log.append({"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)})
+
+
+def write_corpus(source: Path, target: Path, megabytes: float) -> None:
+    """The first ``megabytes`` of whole documents of the corpus (documents separated by blank lines)."""
+    from ..data.text import read_documents
+
+    limit, size, chunks = megabytes * 2**20, 0, []
+    for doc in read_documents(source):
+        text = "\n".join(doc) + "\n\n"
+        chunks.append(text)
+        size += len(text.encode())
+        if size >= limit:
+            break
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: Path(tmp).write_text("".join(chunks), encoding="utf-8"))
+
+
+def run_reproduce(config: ReproduceConfig) -> Path:
+    from ..bench.speed import SpeedBenchConfig, run_speed_benchmark
+    from ..data.prepare import DataPrepareConfig, prepare_data
+    from ..tokenizer import TokenizerTrainConfig, train_tokenizer
+    from ..train.pretrain import PretrainConfig, run_pretraining
+    from ..train.suite import GlueConfig, run_suite
+    from .writeup import write_report
+
+    check_data(config)
+    out, scale = claim_results_dir(config), SCALES[config.scale]
+    work, stages = out / "work", Stages(out, config.seconds)
+    corpus, tok, data = work / "corpus.txt", work / "tokenizer", work / "data"
+    stages.run("corpus", corpus, lambda: write_corpus(Path(config.data) / CORPUS, corpus, scale["corpus_mb"]))
+    stages.run("tokenizer", tok / "tokenizer.json", lambda: train_tokenizer(TokenizerTrainConfig(
+        input=(str(corpus),), out=str(tok), vocab_size=scale["vocab_size"])))
+    stages.run("pretraining data", data / "meta.json", lambda: prepare_data(DataPrepareConfig(
+        input=(str(corpus),), tokenizer=str(tok.resolve()), out=str(data), seed=config.seed)))
+    shares, remaining, n = scale["shares"], stages.remaining, len(config.models)
+    pretrain_each = max(10.0, remaining * shares["pretrain"] / n)
+    glue_each = max(5.0, remaining * shares["glue"] / (n * len(scale["glue_tasks"])))
+    for model in config.models:
+        run_dir = out / "pretrain" / model
+        stages.run(f"pretrain {model}", run_dir / "summary.json",
+                   lambda run_dir=run_dir, model=model: run_pretraining(PretrainConfig(
+                       model=model, preset=scale["preset"], data=str(data), out=str(run_dir), max_seq_len=scale["seq_len"],
+                       max_predictions_per_seq=scale["max_predictions"], batch_size=scale["batch_size"],
+                       learning_rate=scale["learning_rate"], warmup_steps=scale["warmup_steps"], max_time=pretrain_each,
+                       eval_every=scale["eval_every"], eval_batches=scale["eval_batches"], save_every=10**9,
+                       overwrite=True, seed=config.seed, device=config.device)))
+    for model in config.models:
+        glue_dir = out / "glue" / model
+        stages.run(f"GLUE {model}", glue_dir / "glue.json", lambda glue_dir=glue_dir, model=model: run_suite(GlueConfig(
+            init=str(out / "pretrain" / model), tokenizer=str(tok), data_dir=str(Path(config.data) / "glue"),
+            out=str(glue_dir), tasks=tuple(scale["glue_tasks"]), lr=(scale["glue_lr"],), epochs=scale["glue_epochs"],
+            batch_size=scale["glue_batch_size"], max_seq_len=scale["glue_max_seq_len"],
+            max_train_examples=scale["glue_max_train_examples"], train_from_dev=0.8, max_time=glue_each,
+            resume=True, seed=config.seed, device=config.device), "glue"))
+    bench = out / "bench" / "speed.json"
+    stages.run("speed benchmark", bench, lambda: run_speed_benchmark(SpeedBenchConfig(
+        models=tuple(config.models), preset=scale["preset"], seq_lens=tuple(scale["bench_seq_lens"]),
+        batch_size=scale["bench_batch_size"], mode=("pretrain", "inference"), repeats=scale["bench_repeats"],
+        device=config.device, seed=config.seed, json=str(bench))))
+    marker = json.loads((out / "reproduce.json").read_text())
+    marker.setdefault("stages", []).extend(stages.log)
+    marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    write_json(out / "reproduce.json", marker)
+    return write_report(out, config, marker)
