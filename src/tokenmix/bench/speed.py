@@ -154,6 +154,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     from ..measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
     from ..mixing.autotune import choices
     from .flops import count_matmul_flops, matmul_precision, peak_tflops
+    from .peers import PEERS
 
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -169,7 +170,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     flops = count_matmul_flops(make_step(mode, model, model, forward, amp, device)[0])
     ms, name_of_device = median(times), device_name(device)
     peak = peak_tflops(name_of_device, matmul_precision(config.amp, tf32)) if device.type == "cuda" else None
-    fourier = sorted({impl for key, impl in choices().items() if key[2] == seq_len}) or None
+    fourier = sorted({impl for key, impl in choices().items() if key[2] == seq_len})
     return {
         "model": name, "preset": config.preset, "seq_len": seq_len, "batch_size": config.batch_size, "mode": mode,
         "ms_per_step": round(ms, 3), "ms_min": round(min(times), 3),
@@ -180,7 +181,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
         "peak_tflops": peak, "dense_utilization": round(flops / ms / 1e9 / peak, 4) if peak else None,
         "amp": config.amp, "tf32": tf32, "compile": config.compile,
         "fused_adamw": bool(optimizer.defaults.get("fused")) if optimizer else None,
-        "fourier_impl": config.fourier_impl if fourier is None else f"{config.fourier_impl}: {','.join(fourier)}",
+        "fourier_impl": None if name in PEERS else f"{config.fourier_impl}: {','.join(fourier)}" if fourier else config.fourier_impl,
         "torch": torch.__version__, "warmup": config.warmup, "repeats": config.repeats,
         "times_ms": [round(t, 3) for t in times],
     }

@@ -97,38 +97,36 @@ def _hartley_matmul(x: torch.Tensor) -> torch.Tensor:
 
 
 @_cache_unless_tracing
-def _spectrum_index(n: int, d: int, parts: int, device: torch.device) -> torch.Tensor:
-    """Flat index that assembles the [n, d] real output from the non-redundant half spectrum
-    ([n, h], h = d//2+1, flattened; ``parts=2``: a second [n, h] block follows for the mirrored
-    columns). Column k > d/2 is column d-k of sequence frequency -j (conjugate symmetry of a real
-    signal's spectrum: X[j, k] = conj(X[-j mod n, d-k]))."""
+def _spectrum_index(n: int, d: int, device: torch.device) -> torch.Tensor:
+    """Flat index into ``view_as_real`` of the half spectrum ([n, h, 2], h = d//2+1) that assembles
+    the [n, d] real part: column k > d/2 is column d-k of sequence frequency -j (conjugate symmetry
+    of a real signal's spectrum: X[j, k] = conj(X[-j mod n, d-k]))."""
     h = d // 2 + 1
     j = torch.arange(n).unsqueeze(1)
     k = torch.arange(d).unsqueeze(0)
-    head = k < h
-    index = torch.where(head, j * h + k, ((-j) % n) * h + (d - k))
-    if parts == 2:
-        index = index + torch.where(head, 0, n * h)
-    return index.flatten().to(device)
+    return (2 * torch.where(k < h, j * h + k, ((-j) % n) * h + (d - k))).flatten().to(device)
 
 
-def _assemble(blocks: list[torch.Tensor], d: int) -> torch.Tensor:
-    """One gather instead of slicing, flipping, rolling and concatenating."""
-    n = blocks[0].shape[-2]
-    flat = torch.cat([b.flatten(-2) for b in blocks], dim=-1) if len(blocks) > 1 else blocks[0].flatten(-2)
-    index = _spectrum_index(n, d, len(blocks), flat.device)
-    return flat.index_select(-1, index).unflatten(-1, (n, d))
+def _gather(half: torch.Tensor, d: int, offset: int = 0) -> torch.Tensor:
+    """Re (``offset=0``) or Im (``offset=1``) of the half spectrum, laid out as the full [n, d] one,
+    as one gather: no slicing, flipping and concatenating, which cost more than the FFT on a small
+    CPU. (On mirrored columns Im changes sign; :func:`_hartley_fft` corrects that.)"""
+    n = half.shape[-2]
+    flat = torch.view_as_real(half).flatten(-3)  # a view: [..., n * h * 2], re/im interleaved
+    return flat.index_select(-1, _spectrum_index(n, d, flat.device) + offset).unflatten(-1, (n, d))
 
 
 def _fft(x: torch.Tensor) -> torch.Tensor:
     # Half the spectrum (rfftn): half the work of the complex fftn of the official code and transformers.
-    return _assemble([torch.fft.rfftn(x, dim=(-2, -1)).real], x.shape[-1])
+    return _gather(torch.fft.rfftn(x, dim=(-2, -1)), x.shape[-1])
 
 
 def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
-    spectrum = torch.fft.rfftn(x, dim=(-2, -1))
-    # Re - Im; on the mirrored half Im changes sign.
-    return _assemble([spectrum.real - spectrum.imag, spectrum.real + spectrum.imag], x.shape[-1])
+    d = x.shape[-1]
+    half = torch.fft.rfftn(x, dim=(-2, -1))
+    imag = _gather(half, d, 1)
+    mirrored = torch.arange(d, device=x.device) > d // 2  # Im X[j, k] = -Im X[-j, d-k] there
+    return _gather(half, d) - torch.where(mirrored, -imag, imag)
 
 
 def _single_threaded(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -44,6 +44,7 @@ class PretrainConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay, on all parameters as officially")
     clip_grad_norm: float = _f(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
     bf16: bool = _f(False, "bfloat16 autocast")
+    compile: bool = _f(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
     eval_every: int = _f(1000, "evaluate on the held-out split every N steps")
     eval_batches: int = _f(20, "held-out batches per evaluation")
     log_every: int = _f(10, "append train metrics to metrics.jsonl every N steps")
@@ -154,6 +155,8 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                              f"{model_config.max_position_embeddings}; add --override max_position_embeddings={config.max_seq_len}")
         torch.manual_seed(config.seed)
         model = wrap_model(build_model(model_config).to(context.device), context, config.fsdp)
+        if config.compile:
+            model.compile()  # in place: parameter names, checkpoints and resume are unchanged
         optimizer = adamw(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         step, metrics_file = 0, run_dir / "metrics.jsonl"
         if config.resume:
