@@ -86,6 +86,15 @@ def test_compare_hf_measures_peers_in_the_same_run(tmp_path):
     assert markdown.count("| fnet | 16 |") == 2 and "| pretrain | 16 | bert |" in markdown
 
 
+def test_threads_option_sets_torch_threads(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        (record,) = run_speed_benchmark(SpeedBenchConfig(models=("ff_only",), seq_lens=(8,), threads=1, **TINY))
+        assert record["device"] == "cpu (1 threads)"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_unknown_compare_rejected():
     with pytest.raises(ValueError, match="unknown --compare"):
         SpeedBenchConfig(compare=("tf",))

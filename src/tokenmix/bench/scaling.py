@@ -30,6 +30,7 @@ class ScalingBenchConfig:
     warmup: int = field(default=1, metadata={"help": "untimed steps before measuring"})
     repeats: int = field(default=3, metadata={"help": "timed steps (the median is reported)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default); 1 gives stable timings on a shared machine"})
     amp: str = field(default="none", metadata={"help": "autocast dtype: none, bf16 or fp16"})
     compile: bool = field(default=False, metadata={"help": "torch.compile every model"})
     fourier_impl: str = field(default="auto", metadata={"help": "Fourier transform: auto (measured), fft or matmul"})
@@ -51,7 +52,7 @@ class ScalingBenchConfig:
 
     def speed_config(self, batch_size: int) -> SpeedBenchConfig:
         return SpeedBenchConfig(models=self.models, preset=self.preset, seq_lens=self.seq_lens, batch_size=batch_size,
-                                mode=(self.mode,), warmup=self.warmup, repeats=self.repeats, device=self.device,
+                                mode=(self.mode,), warmup=self.warmup, repeats=self.repeats, device=self.device, threads=self.threads,
                                 amp=self.amp, compile=self.compile, fourier_impl=self.fourier_impl,
                                 memory_limit_gb=self.memory_limit_gb, time_budget_s=self.time_budget_s, seed=self.seed)
 

@@ -39,6 +39,7 @@ class SpeedBenchConfig:
     repeats: int = field(default=5, metadata={"help": "timed steps (the median is reported)"})
     rounds: int = field(default=1, metadata={"help": "measure every configuration this many times, interleaved, and pool the timings"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default); 1 gives stable timings on a shared machine"})
     amp: str = field(default="none", metadata={"help": "autocast dtype: none, bf16 or fp16"})
     tf32: bool = field(default=True, metadata={"help": "allow TF32 tensor cores for float32 matmuls (CUDA, Ampere and newer)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile every model (Fourier mixing then uses DFT matmuls)"})
@@ -68,6 +69,8 @@ class SpeedBenchConfig:
         if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 \
                 or self.rounds < 1:
             raise ValueError("seq_lens, batch_size, repeats and rounds must be positive and warmup non-negative")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
         if self.memory_limit_gb < 0 or self.time_budget_s < 0:
             raise ValueError("memory_limit_gb and time_budget_s must be >= 0 (0 = no limit)")
 
@@ -157,6 +160,8 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     from .peers import PEERS
 
     torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     tf32 = config.tf32 and enable_tf32(device)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
