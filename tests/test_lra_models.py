@@ -89,6 +89,7 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["sizes"] == {"train": 4, "val": 2, "test": 2}
     assert summary["data"]["train"]["malformed_rows"] == 2 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["root_op_baseline"] == 0.0  # train: MAX -> 3 (tie 3/9, lowest wins), SM -> 2; test: MAX = 2, SM = 3
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert summary["best_step"] == max(evals, key=lambda e: (e["accuracy"], -e["step"]))["step"]
     assert main(args) == 1 and "already holds" in capsys.readouterr().err  # never silently reuses a run
@@ -139,3 +140,17 @@ def test_speed_table_markdown_plot_and_exponent(tmp_path):
     assert "fnet: memory ~ L^1.00" in text and "Note: performer: skipped" in text
     speed.plot(result, tmp_path / "speed.png")
     assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_root_op_baseline_predicts_the_commonest_label_per_outermost_operator():
+    import numpy as np
+
+    from tokenmix.lra.data import Split
+    from tokenmix.lra.run import root_op_baseline
+
+    ids = np.array([[1, 3, 9], [1, 3, 9], [1, 4, 9], [1, 4, 9], [1, 4, 9]], dtype=np.uint8)  # CLS, operator, digit
+    train = Split(ids, np.array([9, 9, 0, 0, 1]))
+    test = Split(ids[[0, 2, 4]], np.array([9, 1, 0]))
+    assert root_op_baseline(train, test, "cls") == pytest.approx(2 / 3)
+    no_cls = Split(ids[:, 1:], train.labels)  # mean pooling: no CLS token, the operator comes first
+    assert root_op_baseline(no_cls, Split(ids[[0, 2], 1:], np.array([9, 0])), "mean") == 1.0

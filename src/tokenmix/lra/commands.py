@@ -13,10 +13,12 @@ def run_lra_run(config: Any) -> None:
 
     s = run_lra(config)
     flag = " (at chance)" if s["at_chance"] else ""
+    baselines = f"majority class {100 * s['majority_baseline']:.2f}%"
+    if "root_op_baseline" in s:
+        baselines += f", first-operator rule {100 * s['root_op_baseline']:.2f}%"
     print(f"{s['task']} {s['model']} ({s['params'] / 1e6:.2f}M params): test accuracy {100 * s['test_accuracy']:.2f}%{flag} "
-          f"(best validation {100 * s['val_accuracy']:.2f}% at step {s['best_step']}; majority class "
-          f"{100 * s['majority_baseline']:.2f}%), {s['steps']} steps at {s['steps_per_s']:.2f} steps/s, peak "
-          f"{s['peak_memory_mib']:.0f} MiB; wrote {config.out}/summary.json")
+          f"(best validation {100 * s['val_accuracy']:.2f}% at step {s['best_step']}; {baselines}), {s['steps']} steps "
+          f"at {s['steps_per_s']:.2f} steps/s, peak {s['peak_memory_mib']:.0f} MiB; wrote {config.out}/summary.json")
 
 
 def run_lra_eval(config: Any) -> None:

@@ -107,6 +107,18 @@ def majority(split: Any) -> float:
     return float(np.bincount(split.labels).max() / len(split))
 
 
+def root_op_baseline(train: Any, test: Any, pooling: str) -> float:
+    """ListOps: test accuracy of predicting, for each outermost operator, its most frequent training
+    label. A model that only learned which operator comes first scores this (about a third), so a
+    result near it has not yet learned to read the nested arguments."""
+    import numpy as np
+
+    column = int(pooling == "cls")  # the first token of the expression
+    table = np.zeros((int(train.input_ids.max()) + 1, 10), dtype=np.int64)
+    np.add.at(table, (train.input_ids[:, column], train.labels), 1)
+    return float((table.argmax(1)[test.input_ids[:, column]] == test.labels).mean())
+
+
 def run_lra(config: LRARunConfig) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -164,6 +176,8 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
         "data": {name: split.stats for name, split in data.items()},
         "sizes": {name: len(split) for name, split in data.items()}, "config": asdict(config),
     }
+    if task.name == "listops":
+        summary["root_op_baseline"] = root_op_baseline(train, test, config.pooling)
     summary["at_chance"] = 100 * (summary["test_accuracy"] - summary["majority_baseline"]) < CHANCE_MARGIN
     write_json(out / SUMMARY, summary)
     return summary
