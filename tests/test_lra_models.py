@@ -80,7 +80,7 @@ def test_save_and_load_roundtrip(tmp_path):
 
 def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["lra", "run", "--task", "listops", "--data-dir", str(FIXTURES / "listops"), "--cache-dir",
+    args = ["lra", "run", "listops", "--data-dir", str(FIXTURES / "listops"), "--cache-dir",
             str(tmp_path / "cache"), "--preset", "tiny", "--override", "dropout=0.0", "--batch-size", "2",
             "--max-steps", "3", "--eval-every", "1", "--out", str(out), "--lr", "1e-3"]
     assert main(args) == 0
@@ -95,11 +95,11 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     assert main(args) == 1 and "already holds" in capsys.readouterr().err  # never silently reuses a run
 
     result = tmp_path / "eval.json"
-    assert main(["lra", "eval", "--task", "listops", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "listops"),
+    assert main(["lra", "eval", "listops", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "listops"),
                  "--cache-dir", str(tmp_path / "cache"), "--split", "test", "--json", str(result)]) == 0
     record = json.loads(result.read_text())
     assert record["examples"] == 2 and record["accuracy"] == pytest.approx(summary["test_accuracy"])
-    assert main(["lra", "eval", "--task", "text", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "text")]) == 1
+    assert main(["lra", "eval", "text", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "text")]) == 1
     assert "trained on 'listops'" in capsys.readouterr().err
 
     assert main(["lra", "table", "--runs", str(tmp_path), "--markdown", str(tmp_path / "t.md")]) == 0

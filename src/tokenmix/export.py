@@ -3,30 +3,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from .utils import option
 
 GROUP_HELP = {"export": "export models to other runtimes"}
 
 
-def _f(default: Any, help_text: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help_text, **extra})
-
 
 @dataclass
 class OnnxExportConfig:
-    model_dir: str = _f("", "model folder (config.json + model.safetensors) or a run directory", positional=True)
-    out: str = _f("", "the .onnx file to write", positional=True)
-    opset: int = _f(18, "ONNX opset version")
-    seq_len: int | None = _f(None, "sequence length of the graph (default: the model's max_position_embeddings); "
+    model_dir: str = option("", "model folder (config.json + model.safetensors) or a run directory", positional=True)
+    out: str = option("", "the .onnx file to write", positional=True)
+    opset: int = option(18, "ONNX opset version")
+    seq_len: int | None = option(None, "sequence length of the graph (default: the model's max_position_embeddings); "
                                    "fixed for mixing models, the example length for attention-only ones")
-    batch_size: int = _f(2, "batch size of the example input traced (the batch axis of the graph is dynamic)")
-    encoder_only: bool = _f(False, "export the bare encoder even when the folder holds a classification or "
+    batch_size: int = option(2, "batch size of the example input traced (the batch axis of the graph is dynamic)")
+    encoder_only: bool = option(False, "export the bare encoder even when the folder holds a classification or "
                                    "regression head")
-    check: bool = _f(True, "compare with PyTorch on random inputs with onnxruntime before writing")
-    check_batch_sizes: tuple[int, ...] = _f((1, 3), "batch sizes checked besides --batch-size")
-    atol: float = _f(1e-4, "largest accepted absolute difference between ONNX and PyTorch outputs")
-    seed: int = _f(0, "seed of the random check inputs")
+    check: bool = option(True, "compare with PyTorch on random inputs with onnxruntime before writing")
+    check_batch_sizes: tuple[int, ...] = option((1, 3), "batch sizes checked besides --batch-size")
+    atol: float = option(1e-4, "largest accepted absolute difference between ONNX and PyTorch outputs")
+    seed: int = option(0, "seed of the random check inputs")
 
     def __post_init__(self) -> None:
         if not self.model_dir or not self.out:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .utils import write_json
+from .utils import option, write_json
 
-
-def _f(default: Any, help_text: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help_text, **extra})
 
 
 class TextClassifier:
@@ -65,12 +62,12 @@ class TextClassifier:
 
 @dataclass
 class PredictConfig:
-    texts: tuple[str, ...] = _f((), "one text, or two for a pair task", positional=True)
-    model: str = _f("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
-    file: str = _f("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
-    json: str = _f("", "write the predictions to this JSON file")
-    batch_size: int = _f(64, "examples per batch")
-    device: str = _f("auto", "auto, cpu, cuda")
+    texts: tuple[str, ...] = option((), "one text, or two for a pair task", positional=True)
+    model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
+    file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
+    json: str = option("", "write the predictions to this JSON file")
+    batch_size: int = option(64, "examples per batch")
+    device: str = option("auto", "auto, cpu, cuda")
 
     def __post_init__(self) -> None:
         if not self.model:

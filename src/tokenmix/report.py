@@ -9,7 +9,7 @@ else from a benchmark file (see :func:`bench_time`), and every point says which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +19,7 @@ from .pareto import Point, pareto_front, plot_pareto
 from .registry import list_models
 from .summaries import KINDS, Collection, Summary, collect
 from .tables import mib, render_markdown
-from .utils import atomic_write, ensure_writable
+from .utils import atomic_write, ensure_writable, option
 
 GROUP_HELP: dict[str, str] = {}
 LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
@@ -27,15 +27,12 @@ BENCH_MODES = ("pretrain", "train", "inference")  # preferred order for a time p
 DEFAULT_LENGTH = 512  # benchmark length used when the run does not say (the paper's Figure 2 length)
 
 
-def _f(default: Any, help_text: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help_text, **extra})
-
 
 @dataclass
 class ReportConfig:
-    runs_dir: str = _f("", "folder searched recursively for run summaries", positional=True)
-    out: str = _f("report", "folder for report.md and the plots (created)")
-    paper_rows: bool = _f(True, "add the FNet paper's GLUE rows (Base models) for the models in the report")
+    runs_dir: str = option("", "folder searched recursively for run summaries", positional=True)
+    out: str = option("report", "folder for report.md and the plots (created)")
+    paper_rows: bool = option(True, "add the FNet paper's GLUE rows (Base models) for the models in the report")
 
     def __post_init__(self) -> None:
         if not self.runs_dir:

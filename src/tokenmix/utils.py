@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from dataclasses import field
+from typing import Any, Callable
+
+
+def option(default: Any, help_text: str, **metadata: Any) -> Any:
+    """A config dataclass field with its ``--help`` text (the CLI builds one flag per field);
+    ``positional=True`` makes it a positional argument."""
+    return field(default=default, metadata={"help": help_text, **metadata})
 
 
 def is_tracing() -> bool:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..train.loop import FitConfig, _f
+from ..train.loop import FitConfig
+from ..utils import option
 
 SUMMARY = "summary.json"
 # A run that ends below this many percentage points over the majority class is flagged as "at chance".
@@ -25,28 +26,29 @@ CHANCE_MARGIN = 1.0
 class DataFlags:
     """Data options shared by ``lra run`` and ``lra eval``."""
 
-    data_dir: str = _f("", "folder in the task's official format; listops/pathfinder without it: generated data")
-    cache_dir: str = _f("runs/lra-data", "where generated data and encoded splits are cached")
-    on_overflow: str = _f("truncate", "a sequence longer than the task allows: truncate (counted) or error")
-    difficulty: str = _f("hard", "pathfinder: easy, intermediate or hard (contour length 6/9/14; LRA: hard)")
-    train_size: int = _f(0, "generated tasks: training examples (0 = published size: ListOps 96k, Pathfinder 160k)")
-    eval_size: int = _f(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k)")
-    val_size: int = _f(2000, "examples held out of train for validation when the data has no validation file")
+    data_dir: str = option("", "folder in the task's official format; listops/pathfinder without it: generated data")
+    cache_dir: str = option("runs/lra-data", "where generated data and encoded splits are cached")
+    on_overflow: str = option("truncate", "a sequence longer than the task allows: truncate (counted) or error")
+    difficulty: str = option("hard", "pathfinder: easy, intermediate or hard (contour length 6/9/14; LRA: hard)")
+    train_size: int = option(0, "generated tasks: training examples (0 = published size: ListOps 96k, Pathfinder 160k)")
+    eval_size: int = option(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k)")
+    val_size: int = option(2000, "examples held out of train for validation when the data has no validation file")
 
 
 @dataclass
 class LRARunConfig(FitConfig, DataFlags):
-    task: str = _f("", "listops, text, retrieval, image, pathfinder32/64/128 (pathfinder = 32, path-x = 128)")
-    model: str = _f("fnet", "registered model name (see `tokenmix models`)")
-    preset: str = _f("lra", "lra = the task's official LRA base config; or a size preset (tiny, mini, ...)")
-    pooling: str = _f("", "cls or mean (default: the task's official pooling)")
-    override: tuple[str, ...] = _f((), "model config overrides, e.g. num_layers=2,dropout=0.0")
-    out: str = _f("", "run directory (default: runs/lra/TASK-MODEL)")
-    lr: tuple[float, ...] = _f((0.0,), "peak AdamW learning rate(s) (0 = the task default); several = a sweep")
-    batch_size: int = _f(0, "examples per step (0 = the task's official batch size)")
-    epochs: float = _f(0.0, "passes over the training data (0 = the task default)")
-    weight_decay: float = _f(-1.0, "AdamW weight decay (-1 = the task's official value)")
-    eval_batch_size: int = _f(64, "examples per evaluation batch")
+    task: str = option("", "listops, text, retrieval, image, pathfinder32/64/128 (pathfinder = 32, path-x = 128)",
+                       positional=True)
+    model: str = option("fnet", "registered model name (see `tokenmix models`)")
+    preset: str = option("lra", "lra = the task's official LRA base config; or a size preset (tiny, mini, ...)")
+    pooling: str = option("", "cls or mean (default: the task's official pooling)")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. num_layers=2,dropout=0.0")
+    out: str = option("", "run directory (default: runs/lra/TASK-MODEL)")
+    lr: tuple[float, ...] = option((0.0,), "peak AdamW learning rate(s) (0 = the task default); several = a sweep")
+    batch_size: int = option(0, "examples per step (0 = the task's official batch size)")
+    epochs: float = option(0.0, "passes over the training data (0 = the task default)")
+    weight_decay: float = option(-1.0, "AdamW weight decay (-1 = the task's official value)")
+    eval_batch_size: int = option(64, "examples per evaluation batch")
 
     def __post_init__(self) -> None:
         from .tasks import get_task
@@ -191,13 +193,14 @@ def _device(config: Any) -> Any:
 
 @dataclass
 class LRAEvalConfig(DataFlags):
-    task: str = _f("", "the task of the data (listops, text, retrieval, image, pathfinder32/64/128)")
-    checkpoint: str = _f("", "run directory of `tokenmix lra run` (its best/ model) or a model folder")
-    split: str = _f("test", "train, val or test")
-    batch_size: int = _f(64, "examples per batch")
-    seed: int = _f(0, "seed of generated data and of held-out validation rows")
-    device: str = _f("auto", "auto, cpu, cuda")
-    json: str | None = _f(None, "also write the result to this JSON file")
+    task: str = option("", "the task of the data (listops, text, retrieval, image, pathfinder32/64/128)",
+                       positional=True)
+    checkpoint: str = option("", "run directory of `tokenmix lra run` (its best/ model) or a model folder")
+    split: str = option("test", "train, val or test")
+    batch_size: int = option(64, "examples per batch")
+    seed: int = option(0, "seed of generated data and of held-out validation rows")
+    device: str = option("auto", "auto, cpu, cuda")
+    json: str | None = option(None, "also write the result to this JSON file")
 
     def __post_init__(self) -> None:
         from .data import SPLITS

@@ -18,35 +18,32 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import write_json
+from ..utils import option, write_json
 
 PERFORMER = "performer"
 
 
-def _f(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
-
 
 @dataclass
 class LRASpeedConfig:
-    models: tuple[str, ...] = _f(("bert", "linear", "fnet", "performer"),
+    models: tuple[str, ...] = option(("bert", "linear", "fnet", "performer"),
                                  "models; `name:field=value` overrides a config field (e.g. bert:attention_dropout=0.0); "
                                  "performer needs performer-pytorch")
-    seq_lens: tuple[int, ...] = _f((512, 1024, 2048, 4096, 8192), "sequence lengths")
-    batch_size: int = _f(8, "examples per step")
-    task: str = _f("text", "LRA task whose official configuration is measured")
-    warmup: int = _f(1, "untimed steps per configuration")
-    repeats: int = _f(3, "timed steps (the median is reported)")
-    time_budget: float = _f(600.0, "seconds per configuration (model build + all steps); longer = 'over budget'")
-    max_memory_gb: float = _f(8.0, "address-space limit per configuration; more = 'OOM'")
-    baseline: str = _f("bert", "model of the speed-up ratios")
-    device: str = _f("auto", "auto, cpu, cuda")
-    seed: int = _f(0, "seed of weights and inputs")
-    out: str = _f("runs/lra-speed", "output folder: speed.json, speed.md, speed.png")
+    seq_lens: tuple[int, ...] = option((512, 1024, 2048, 4096, 8192), "sequence lengths")
+    batch_size: int = option(8, "examples per step")
+    task: str = option("text", "LRA task whose official configuration is measured")
+    warmup: int = option(1, "untimed steps per configuration")
+    repeats: int = option(3, "timed steps (the median is reported)")
+    time_budget: float = option(600.0, "seconds per configuration (model build + all steps); longer = 'over budget'")
+    max_memory_gb: float = option(8.0, "address-space limit per configuration; more = 'OOM'")
+    baseline: str = option("bert", "model of the speed-up ratios")
+    device: str = option("auto", "auto, cpu, cuda")
+    seed: int = option(0, "seed of weights and inputs")
+    out: str = option("runs/lra-speed", "output folder: speed.json, speed.md, speed.png")
 
     def __post_init__(self) -> None:
         self.models, self.seq_lens = tuple(self.models), tuple(self.seq_lens)

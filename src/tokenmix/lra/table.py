@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..train.loop import _f
+from ..utils import option
 
 
 @dataclass
 class LRATableConfig:
-    runs: tuple[str, ...] = _f(("runs/lra",), "run directories (searched recursively for summary.json)")
-    json: str | None = _f(None, "also write the table as JSON")
-    markdown: str | None = _f(None, "also write the markdown table to this file")
+    runs: tuple[str, ...] = option(("runs/lra",), "run directories (searched recursively for summary.json)")
+    json: str | None = option(None, "also write the table as JSON")
+    markdown: str | None = option(None, "also write the markdown table to this file")
 
     def __post_init__(self) -> None:
         self.runs = tuple(self.runs)

@@ -14,11 +14,11 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..utils import atomic_write, write_json
+from ..utils import atomic_write, option, write_json
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
 MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer")
@@ -26,9 +26,6 @@ CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
 GLUE_FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI",
                 "mnli": "MNLI", "qqp": "QQP", "wnli": "WNLI"}
 
-
-def _f(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
 
 
 def parse_budget(text: str) -> float:
@@ -42,14 +39,14 @@ def parse_budget(text: str) -> float:
 
 @dataclass
 class ReproduceConfig:
-    scale: str = _f("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores) or base (the papers' sizes, GPU)")
-    budget: str = _f("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
-    data: str = _f("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
-    out: str = _f("results/mini", "results folder (rerunning resumes; another configuration is refused)")
-    models: tuple[str, ...] = _f(MODELS, "models compared (all at the scale's size, same settings)")
-    overwrite: bool = _f(False, "delete a results folder of another configuration and start over")
-    device: str = _f("auto", "auto, cpu, cuda")
-    seed: int = _f(0, "seed of every stage")
+    scale: str = option("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores) or base (the papers' sizes, GPU)")
+    budget: str = option("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
+    data: str = option("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
+    out: str = option("results/mini", "results folder (rerunning resumes; another configuration is refused)")
+    models: tuple[str, ...] = option(MODELS, "models compared (all at the scale's size, same settings)")
+    overwrite: bool = option(False, "delete a results folder of another configuration and start over")
+    device: str = option("auto", "auto, cpu, cuda")
+    seed: int = option(0, "seed of every stage")
 
     def __post_init__(self) -> None:
         from ..registry import get_variant

@@ -146,7 +146,7 @@ def write_report(out: Path, config: Any, marker: dict[str, Any]) -> Path:
              "", f"- started {marker.get('started')}, finished {marker.get('finished')}",
              f"- machine: {device_name(resolve_device(config.device))}, {platform.platform()}, Python {platform.python_version()}",
              f"- versions: tokenmix {__version__}, torch {torch.__version__}",
-             f"- stages: " + ", ".join(f"{s['stage']} ({s.get('seconds', 'cached')} s)" for s in marker.get("stages", [])), ""]
+             "- stages: " + ", ".join(f"{s['stage']} ({s.get('seconds', 'cached')} s)" for s in marker.get("stages", [])), ""]
     if all(runs.values()):
         lines += _pretraining(out, models, runs)
     if any(glue.values()):

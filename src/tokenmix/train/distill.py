@@ -17,22 +17,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, write_json
+from ..utils import atomic_write, option, write_json
 from .finetune import FinetuneOptions
-from .loop import _f
 
 
 @dataclass
 class DistillConfig(FinetuneOptions):
-    lr: tuple[float, ...] = _f((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
-    init: str = _f("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
+    lr: tuple[float, ...] = option((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
+    init: str = option("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
                               "model folder / run directory of the student")
-    teacher: str = _f("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
-    student: str = _f("fnet", "student variant when --init scratch (see `tokenmix models`)")
-    task: str = _f("", "the task the teacher was fine-tuned on")
-    benchmark: str = _f("glue", "glue or superglue")
-    alpha: float = _f(0.5, "weight of the distillation term (1 = teacher only, 0 = labels only)")
-    temperature: float = _f(2.0, "softmax temperature of the KL term")
+    teacher: str = option("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
+    student: str = option("fnet", "student variant when --init scratch (see `tokenmix models`)")
+    task: str = option("", "the task the teacher was fine-tuned on")
+    benchmark: str = option("glue", "glue or superglue")
+    alpha: float = option(0.5, "weight of the distillation term (1 = teacher only, 0 = labels only)")
+    temperature: float = option(2.0, "softmax temperature of the KL term")
 
     def __post_init__(self) -> None:
         from ..tasks.adapters import get_adapter

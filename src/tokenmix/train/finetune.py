@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import write_json
-from .loop import FitConfig, _f
+from ..utils import option, write_json
+from .loop import FitConfig
 
 TASK_FILE = "task.json"
 
@@ -27,22 +27,22 @@ TASK_FILE = "task.json"
 class FinetuneOptions(FitConfig):
     """Settings shared by ``tokenmix finetune`` (one task) and ``tokenmix glue`` (all tasks)."""
 
-    lr: tuple[float, ...] = _f((1e-5, 5e-5, 1e-4), "peak learning rates: one run each, the best on dev kept "
+    lr: tuple[float, ...] = option((1e-5, 5e-5, 1e-4), "peak learning rates: one run each, the best on dev kept "
                                                   "(the paper's sweep; one value = no sweep)")
-    batch_size: int = _f(64, "training examples per step (official GLUE recipe: 64)")
-    init: str = _f("", "model folder or run directory to start from (pretraining run, converted Hugging Face "
+    batch_size: int = option(64, "training examples per step (official GLUE recipe: 64)")
+    init: str = option("", "model folder or run directory to start from (pretraining run, converted Hugging Face "
                        "FNet, ...), or 'scratch' for random initialisation")
-    model: str = _f("fnet", "with --init scratch: registered model name (see `tokenmix models`)")
-    preset: str = _f("mini", "with --init scratch: size preset")
-    override: tuple[str, ...] = _f((), "model config overrides, e.g. dropout=0.0")
-    tokenizer: str = _f("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
-    data_dir: str = _f("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
-    out: str = _f("", "output directory")
-    max_seq_len: int = _f(128, "tokens per example; longer inputs are truncated (and counted); models that mix "
+    model: str = option("fnet", "with --init scratch: registered model name (see `tokenmix models`)")
+    preset: str = option("mini", "with --init scratch: size preset")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0")
+    tokenizer: str = option("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
+    data_dir: str = option("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
+    out: str = option("", "output directory")
+    max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); models that mix "
                               "with a fixed transform (FNet, Linear...) are always padded to exactly this length")
-    eval_batch_size: int = _f(128, "examples per evaluation batch")
-    max_train_examples: int = _f(0, "use a random subset of at most N training examples (0 = all)")
-    train_from_dev: float = _f(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
+    eval_batch_size: int = option(128, "examples per evaluation batch")
+    max_train_examples: int = option(0, "use a random subset of at most N training examples (0 = all)")
+    train_from_dev: float = option(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
                                     "split and evaluate on the rest (a seeded split, recorded as the protocol)")
 
     def __post_init__(self) -> None:
@@ -61,9 +61,9 @@ class FinetuneOptions(FitConfig):
 
 @dataclass
 class FinetuneConfig(FinetuneOptions):
-    task: str = _f("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
+    task: str = option("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
                        "multirc, record, rte, wic, wsc (with --benchmark superglue)")
-    benchmark: str = _f("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
+    benchmark: str = option("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
 
     def __post_init__(self) -> None:
         from ..tasks.adapters import get_adapter

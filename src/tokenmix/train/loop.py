@@ -15,37 +15,34 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..utils import write_json
+from ..utils import option, write_json
 
-
-def _f(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass
 class FitConfig:
     """Training settings shared by every supervised command (command configs inherit them)."""
 
-    lr: tuple[float, ...] = _f((1e-4,), "peak AdamW learning rate; several values run a sweep, one run each, and keep "
+    lr: tuple[float, ...] = option((1e-4,), "peak AdamW learning rate; several values run a sweep, one run each, and keep "
                                         "the best on the validation metric (paper recipe: 1e-5,5e-5,1e-4)")
-    batch_size: int = _f(32, "training examples per step")
-    epochs: float = _f(3.0, "passes over the training data (official GLUE recipe: 3)")
-    max_steps: int = _f(0, "stop after this many steps (0 = use --epochs)")
-    warmup_ratio: float = _f(0.1, "fraction of the steps with linear warm-up, then linear decay to 0 (official: 0.1)")
-    weight_decay: float = _f(0.01, "AdamW weight decay (official: 0.01)")
-    clip_grad_norm: float = _f(1.0, "clip the global gradient norm (0 = off)")
-    eval_every: int = _f(0, "evaluate every N steps (0 = at the end of every epoch)")
-    max_time: float | None = _f(None, "stop training after this many seconds per run (evaluated and checkpointed)")
-    log_every: int = _f(20, "append training loss to metrics.jsonl every N steps")
-    seed: int = _f(0, "seed of the head's initialisation, the data order and dropout")
-    device: str = _f("auto", "auto, cpu, cuda")
-    bf16: bool = _f(False, "bfloat16 autocast")
-    resume: bool = _f(False, "continue unfinished runs in --out and skip finished ones")
-    overwrite: bool = _f(False, "delete existing runs in --out and start over")
+    batch_size: int = option(32, "training examples per step")
+    epochs: float = option(3.0, "passes over the training data (official GLUE recipe: 3)")
+    max_steps: int = option(0, "stop after this many steps (0 = use --epochs)")
+    warmup_ratio: float = option(0.1, "fraction of the steps with linear warm-up, then linear decay to 0 (official: 0.1)")
+    weight_decay: float = option(0.01, "AdamW weight decay (official: 0.01)")
+    clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off)")
+    eval_every: int = option(0, "evaluate every N steps (0 = at the end of every epoch)")
+    max_time: float | None = option(None, "stop training after this many seconds per run (evaluated and checkpointed)")
+    log_every: int = option(20, "append training loss to metrics.jsonl every N steps")
+    seed: int = option(0, "seed of the head's initialisation, the data order and dropout")
+    device: str = option("auto", "auto, cpu, cuda")
+    bf16: bool = option(False, "bfloat16 autocast")
+    resume: bool = option(False, "continue unfinished runs in --out and skip finished ones")
+    overwrite: bool = option(False, "delete existing runs in --out and start over")
 
     def __post_init__(self) -> None:
         if not self.lr or any(lr <= 0 for lr in self.lr):

@@ -13,48 +13,45 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import write_json
+from ..utils import option, write_json
 
-
-def _f(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass
 class PretrainConfig:
-    model: str = _f("fnet", "registered model name (see `tokenmix models`)")
-    preset: str = _f("mini", "size preset")
-    data: str = _f("", "directory written by `tokenmix data prepare`")
-    out: str = _f("", "run directory (checkpoints, metrics.jsonl, summary.json)")
-    override: tuple[str, ...] = _f((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
-    max_seq_len: int = _f(128, "tokens per example")
-    max_predictions_per_seq: int = _f(20, "masked positions per example (official: 80 at length 512)")
-    mlm_probability: float = _f(0.15, "fraction of tokens masked")
-    nsp: str = _f("swap", "swap (official FNet: segment order swapped) or random (BERT: random next segment)")
-    batch_size: int = _f(32, "examples per process per micro-step")
-    grad_accum: int = _f(1, "micro-steps accumulated per optimizer step")
-    learning_rate: float = _f(1e-4, "peak AdamW learning rate (official: 1e-4)")
-    warmup_steps: int = _f(10000, "linear warm-up steps (official: 10000), then linear decay to 0 at max_steps")
-    max_steps: int = _f(1_000_000, "optimizer steps (official: 1M)")
-    max_time: float | None = _f(None, "stop after this many seconds of training (a checkpoint is saved)")
-    weight_decay: float = _f(0.01, "AdamW weight decay, on all parameters as officially")
-    clip_grad_norm: float = _f(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
-    bf16: bool = _f(False, "bfloat16 autocast")
-    compile: bool = _f(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
-    eval_every: int = _f(1000, "evaluate on the held-out split every N steps")
-    eval_batches: int = _f(20, "held-out batches per evaluation")
-    log_every: int = _f(10, "append train metrics to metrics.jsonl every N steps")
-    save_every: int = _f(1000, "checkpoint every N steps")
-    keep_checkpoints: int = _f(3, "keep the newest K checkpoints")
-    resume: bool = _f(False, "continue from the newest checkpoint in --out")
-    overwrite: bool = _f(False, "delete an existing run in --out and start over")
-    fsdp: bool = _f(False, "shard the model with FSDP under torchrun instead of DDP")
-    seed: int = _f(0, "seed of the weights, the data and dropout")
-    device: str = _f("auto", "auto, cpu, cuda")
+    model: str = option("fnet", "registered model name (see `tokenmix models`)")
+    preset: str = option("mini", "size preset")
+    data: str = option("", "directory written by `tokenmix data prepare`")
+    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json)")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
+    max_seq_len: int = option(128, "tokens per example")
+    max_predictions_per_seq: int = option(20, "masked positions per example (official: 80 at length 512)")
+    mlm_probability: float = option(0.15, "fraction of tokens masked")
+    nsp: str = option("swap", "swap (official FNet: segment order swapped) or random (BERT: random next segment)")
+    batch_size: int = option(32, "examples per process per micro-step")
+    grad_accum: int = option(1, "micro-steps accumulated per optimizer step")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate (official: 1e-4)")
+    warmup_steps: int = option(10000, "linear warm-up steps (official: 10000), then linear decay to 0 at max_steps")
+    max_steps: int = option(1_000_000, "optimizer steps (official: 1M)")
+    max_time: float | None = option(None, "stop after this many seconds of training (a checkpoint is saved)")
+    weight_decay: float = option(0.01, "AdamW weight decay, on all parameters as officially")
+    clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
+    bf16: bool = option(False, "bfloat16 autocast")
+    compile: bool = option(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
+    eval_every: int = option(1000, "evaluate on the held-out split every N steps")
+    eval_batches: int = option(20, "held-out batches per evaluation")
+    log_every: int = option(10, "append train metrics to metrics.jsonl every N steps")
+    save_every: int = option(1000, "checkpoint every N steps")
+    keep_checkpoints: int = option(3, "keep the newest K checkpoints")
+    resume: bool = option(False, "continue from the newest checkpoint in --out")
+    overwrite: bool = option(False, "delete an existing run in --out and start over")
+    fsdp: bool = option(False, "shard the model with FSDP under torchrun instead of DDP")
+    seed: int = option(0, "seed of the weights, the data and dropout")
+    device: str = option("auto", "auto, cpu, cuda")
 
     def __post_init__(self) -> None:
         from ..registry import get_variant

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, write_json
+from ..utils import atomic_write, option, write_json
 from .finetune import FinetuneConfig, FinetuneOptions
-from .loop import _f
 
 GLUE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
                 "cola": "CoLA", "stsb": "STS-B", "mrpc": "MRPC", "rte": "RTE", "wnli": "WNLI"}
@@ -27,13 +26,13 @@ SUPERGLUE_COLUMNS = {"boolq": "BoolQ", "cb": "CB", "copa": "COPA", "multirc": "M
 
 @dataclass
 class GlueConfig(FinetuneOptions):
-    tasks: tuple[str, ...] = _f((), "tasks to run (default: every task with a train split in --data-dir, or with a "
+    tasks: tuple[str, ...] = option((), "tasks to run (default: every task with a train split in --data-dir, or with a "
                                     "dev split when --train-from-dev is set)")
 
 
 @dataclass
 class SuperGlueConfig(GlueConfig):
-    epochs: float = _f(5.0, "passes over the training data (Sparse Mixers recipe: 5)")
+    epochs: float = option(5.0, "passes over the training data (Sparse Mixers recipe: 5)")
 
 
 def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
