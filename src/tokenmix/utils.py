@@ -53,16 +53,17 @@ def write_json(path: str | Path, payload: object) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def ensure_writable(path: str | Path, directory: bool = False) -> Path:
+def ensure_writable(path: str | Path, directory: bool = False, flag: str = "") -> Path:
     """Create ``path``'s folder (``path`` itself if ``directory``) and make sure a file can be written
-    there, so that a long run fails at once, not at its end, with a message naming the path."""
+    there, so that a long run fails at once, not at its end, with a message naming the path (and the
+    command-line ``flag`` it came from)."""
     path = Path(path)
-    folder = path if directory else path.parent
+    folder, name = (path if directory else path.parent), f"{flag} {path}" if flag else str(path)
     if not directory and path.is_dir():
-        raise ValueError(f"{path} is a folder; give the name of a file to write")
+        raise ValueError(f"{name} is a folder; give the name of a file to write")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
-        raise ValueError(f"cannot write to {folder} ({err.strerror or err}); choose a writable output path") from None
+        raise ValueError(f"{name}: cannot write to {folder} ({err.strerror or err}); choose a writable output path") from None
     return path

@@ -98,11 +98,11 @@ def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from ..measure import resolve_device
-    from .output import ensure_writable
+    from ..utils import ensure_writable
     from .speed import measure_or_fail
 
     resolve_device(config.device)
-    ensure_writable(config.out, "--out", folder=True)
+    ensure_writable(config.out, directory=True, flag="--out")
     steps = config.warmup + config.repeats + 1  # + the FLOP-counting step
     records = []
     jobs = [(m, b) for b in config.batch_sizes for m in config.models]

@@ -236,14 +236,15 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     from ..measure import resolve_device
-    from .output import ensure_writable
+    from ..utils import ensure_writable
     from .peers import require_transformers
 
     resolve_device(config.device)
     if config.compare:
         require_transformers()
     for path, flag in ((config.json, "--json"), (config.markdown, "--markdown")):
-        ensure_writable(path, flag)
+        if path is not None:
+            ensure_writable(path, flag=flag)
     jobs = [(m, n, mode) for mode in config.mode for n in config.seq_lens for m in config.subjects]
     results: dict[tuple, list[dict[str, Any]]] = {job: [] for job in jobs}
     with tqdm(total=len(jobs) * config.rounds, desc="bench", unit="config") as bar:
