@@ -128,7 +128,8 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
     from ..measure import resolve_device
     from ..modeling import TokenMixPreTrainedModel
     from ..tasks.adapters import get_adapter
-    from .finetune import TASK_FILE, build_task_model, evaluate_and_write, prepare_task, save_task_files, task_values
+    from .finetune import (TASK_FILE, build_task_model, evaluate_and_write, prepare_task, reuse_first,
+                           save_task_files, task_values)
     from .loop import fit_sweep
 
     adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)
@@ -138,11 +139,8 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
     teacher = TextClassifier.from_pretrained(teacher_dir, device=config.device)
     _check_pair(config, teacher_dir, json.loads((teacher_dir / TASK_FILE).read_text()), teacher.tokenizer)
 
-    def make_model() -> Any:
-        return build_task_model(config, adapter.num_labels, adapter.is_regression, teacher.tokenizer.vocab_size,
-                                teacher.tokenizer.pad_id)
-
-    probe = make_model()
+    probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
+                                                             teacher.tokenizer.vocab_size, teacher.tokenizer.pad_id))
     fixed = config.max_seq_len if probe.config.length_dependent else None
     data = prepare_task(config, adapter, teacher.tokenizer, fixed)
     data.batches["train"].extras = {"teacher_logits": teacher_logits(teacher, teacher_dir, data.train.examples,

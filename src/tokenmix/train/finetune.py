@@ -15,7 +15,7 @@ import random
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..utils import option, write_json
 from .loop import FitConfig
@@ -124,6 +124,13 @@ def build_task_model(options: FinetuneOptions, num_labels: int, regression: bool
     return model
 
 
+def reuse_first(build: Callable[[], Any]) -> tuple[Any, Callable[[], Any]]:
+    """Build one model now (its config decides the padding policy) and hand that same model to the
+    first run of the sweep instead of building it twice."""
+    first = [build()]
+    return first[0], lambda: first.pop() if first else build()
+
+
 def split_dev(dev: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """A seeded (train, held-out) partition of a dev split, for tasks whose train split is missing."""
     order = list(range(len(dev.examples)))
@@ -222,13 +229,10 @@ def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> 
     adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)
 
-    def make_model() -> Any:
-        return build_task_model(config, adapter.num_labels, adapter.is_regression, tokenizer.vocab_size, tokenizer.pad_id)
-
-    probe = make_model()
+    probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
+                                                             tokenizer.vocab_size, tokenizer.pad_id))
     fixed = config.max_seq_len if probe.config.length_dependent else None
     params, variant = probe.num_parameters(), probe.config.variant
-    del probe
     data = prepare_task(config, adapter, tokenizer, fixed)
     first = adapter.eval_splits[0]
 
