@@ -42,17 +42,28 @@ class TextClassifier:
         model = load_pretrained(directory).to(resolve_device(device))
         return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"])
 
+    def batches(self, examples: Sequence[Any], batch_size: int = 64) -> Any:
+        """``examples`` encoded and batched with the padding policy the model was fine-tuned with."""
+        from .data.text_pairs import PairBatches, encode
+
+        data = encode(self.tokenizer, examples, self.max_seq_len)
+        self.truncated = data.truncated
+        fixed = self.max_seq_len if self.fixed_length else None
+        return PairBatches(data, batch_size, self.tokenizer.pad_id, fixed)
+
+    def logits(self, examples: Sequence[Any], batch_size: int = 64) -> Any:
+        """Logits [N, num_labels] of :class:`~tokenmix.tasks.examples.Example` records, in order."""
+        from .data.text_pairs import predict_logits
+
+        return predict_logits(self.model, self.batches(examples, batch_size))
+
     def predict(self, inputs: Sequence[str | tuple[str, str] | list[str]], batch_size: int = 64) -> list[dict[str, Any]]:
-        from .data.text_pairs import PairBatches, encode, predict_logits
         from .tasks.examples import Example
 
         examples = [Example(x) if isinstance(x, str) else Example(x[0], x[1] if len(x) > 1 else None) for x in inputs]
         if not examples:
             return []
-        data = encode(self.tokenizer, examples, self.max_seq_len)
-        self.truncated = data.truncated
-        fixed = self.max_seq_len if self.fixed_length else None
-        logits = predict_logits(self.model, PairBatches(data, batch_size, self.tokenizer.pad_id, fixed))
+        logits = self.logits(examples, batch_size)
         if self.labels is None:
             return [{"score": float(row[0])} for row in logits]
         probabilities = logits.softmax(-1)

@@ -72,9 +72,10 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
     """The teacher's logits for ``examples``, from the disk cache when its key matches."""
     from safetensors.torch import load_file, save_file
 
-    from ..data.text_pairs import PairBatches, encode, predict_logits
+    from ..data.text_pairs import predict_logits
 
-    data = encode(teacher.tokenizer, examples, teacher.max_seq_len)
+    batches = teacher.batches(examples, 128)
+    data = batches.data
     weights = teacher_dir / "model.safetensors"
     key = _fingerprint(hashlib.sha256(weights.read_bytes()).hexdigest(), task, teacher.max_seq_len,
                        teacher.fixed_length, data.input_ids, data.token_type_ids)
@@ -87,8 +88,7 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
                 return load_file(str(cache))["logits"]
         print(f"note: teacher cache {cache} is stale (the teacher or the training data changed); recomputing",
               file=sys.stderr)
-    fixed = teacher.max_seq_len if teacher.fixed_length else None
-    logits = predict_logits(teacher.model, PairBatches(data, 128, teacher.tokenizer.pad_id, fixed)).contiguous()
+    logits = predict_logits(teacher.model, batches).contiguous()
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache, lambda tmp: save_file({"logits": logits}, tmp, metadata={"key": key, "task": task}))
     return logits
@@ -123,7 +123,7 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
     import json
 
     from ..checkpoint import find_model_dir, load_pretrained
-    from ..data.text_pairs import PairBatches, encode, predict_logits
+    from ..data.text_pairs import predict_logits
     from ..inference import TextClassifier
     from ..measure import resolve_device
     from ..modeling import TokenMixPreTrainedModel
@@ -163,9 +163,7 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
     student = load_pretrained(out / "best").to(device).eval()
     splits = evaluate_and_write(student, data, out, None)
     save_task_files(out / "best", data, config)
-    teacher_batches = PairBatches(encode(teacher.tokenizer, data.evals[first].examples, teacher.max_seq_len),
-                                  config.eval_batch_size, teacher.tokenizer.pad_id,
-                                  teacher.max_seq_len if teacher.fixed_length else None)
+    teacher_batches = teacher.batches(data.evals[first].examples, config.eval_batch_size)
     teacher_values = adapter.values(predict_logits(teacher.model, teacher_batches))
     teacher_score = adapter.metrics(data.evals[first], teacher_values)[adapter.score_metric]
     side = {

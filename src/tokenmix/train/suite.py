@@ -94,7 +94,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) -> dict[str, Any]:
     """AX-b and AX-g predicted by the fine-tuned RTE model: metrics, predictions, submission files."""
-    from ..data.text_pairs import PairBatches, encode, predict_logits
     from ..inference import TextClassifier
     from ..tasks.adapters import get_adapter
 
@@ -104,9 +103,7 @@ def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) 
         if not adapter.has(data_dir, "test"):
             continue
         split = adapter.read(data_dir, "test")
-        fixed = classifier.max_seq_len if classifier.fixed_length else None
-        data = encode(classifier.tokenizer, split.examples, classifier.max_seq_len)
-        values = adapter.values(predict_logits(classifier.model, PairBatches(data, 128, classifier.tokenizer.pad_id, fixed)))
+        values = adapter.values(classifier.logits(split.examples, 128))
         adapter.write_predictions(out / name, split, values)
         adapter.write_submission(submission_dir, split, values)
         results[name] = adapter.metrics(split, values)
