@@ -247,6 +247,18 @@ def test_fit_exponent_recovers_power_laws():
     assert fit_exponent([128], [1.0]) is None
 
 
+def test_fit_growth_groups_by_model_and_reports_where_a_sweep_stopped():
+    records = [{"model": "bert", "batch_size": 2, "seq_len": n, "ms_per_step": n**2 / 100, "peak_mem_bytes": 7 * n}
+               for n in (128, 256, 512)]
+    records.append({"model": "bert", "batch_size": 2, "seq_len": 1024, "error": "OOM"})
+    records += [{"model": "fnet", "batch_size": 2, "seq_len": n, "ms_per_step": 0.5 * n, "peak_mem_bytes": n**1.5}
+                for n in (128, 256, 512, 1024)]
+    bert, fnet = fit_growth(records)
+    assert (bert["model"], bert["time_exponent"], bert["memory_exponent"]) == ("bert", 2.0, 1.0)
+    assert bert["lengths"] == [128, 256, 512] and bert["stopped"] == "OOM at 1024"
+    assert (fnet["time_exponent"], fnet["memory_exponent_longest3"], fnet["stopped"]) == (1.0, 1.5, None)
+
+
 def fake_measure(costs):
     """A stand-in for speed.measure_or_fail: time and memory grow as the given power of L."""
     def measure_or_fail(name, seq_len, mode, config):

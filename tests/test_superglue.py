@@ -126,8 +126,8 @@ def test_missing_file_and_split_errors_name_the_path():
 
 def test_malformed_records_raise_or_are_counted(tmp_path):
     good = {"premise": "p", "hypothesis": "h", "label": "neutral", "idx": 0}
-    path = write_lines(tmp_path / "CB" / "val.jsonl", [good, {"premise": "p", "label": "neutral", "idx": 1},
-                                                         "{not json", {**good, "label": "maybe", "idx": 3}, "", good])
+    write_lines(tmp_path / "CB" / "val.jsonl", [good, {"premise": "p", "label": "neutral", "idx": 1},
+                                                "{not json", {**good, "label": "maybe", "idx": 3}, "", good])
     with pytest.raises(ValueError, match=r"CB/val\.jsonl:2:hypothesis: missing required field"):
         load_split(tmp_path, "cb", "val", strict=True)
     split = load_split(tmp_path, "cb", "val")

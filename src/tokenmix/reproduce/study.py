@@ -21,7 +21,7 @@ from typing import Any, Callable
 from ..utils import atomic_write, option, write_json
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
-MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer")
+MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer", "fast_sparse_mixer")
 CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
 GLUE_FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI",
                 "mnli": "MNLI", "qqp": "QQP", "wnli": "WNLI"}
