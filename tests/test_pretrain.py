@@ -198,3 +198,49 @@ def test_moe_auxiliary_losses_are_added_and_logged(corpus, tmp_path):
     train = records(run)
     assert all(r["aux_loss"] > 0 for r in train)  # router z-loss (experts-choose has no balancing loss)
     assert all(r["aux_loss"] < 0.01 for r in train)  # 1e-4 x sum of z-losses: small next to MLM + NSP
+
+
+def heldout_kl(student_dir: Path, teacher_dir: Path, corpus: Path) -> float:
+    """Mean KL(teacher ‖ student) at temperature 1 over the masked positions of two held-out batches."""
+    from tokenmix.data.pretraining import PretrainingDataConfig, PretrainingDataset
+    from tokenmix.train.distill import soft_kl
+
+    data, data_config = PretrainingDataset(corpus, "heldout"), PretrainingDataConfig(max_seq_len=32, max_predictions_per_seq=5)
+    student, teacher = tokenmix.load_pretrained(student_dir).eval(), tokenmix.load_pretrained(teacher_dir).eval()
+    total = count = 0.0
+    with torch.no_grad():
+        for index in range(2):
+            batch = data.batch(index, 8, data_config)
+            inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask", "masked_positions")}
+            kl = soft_kl(student(**inputs).mlm_logits, teacher(**inputs).mlm_logits, 1.0)
+            total += float((kl * batch["masked_weights"]).sum())
+            count += float(batch["masked_weights"].sum())
+    return total / count
+
+
+def test_pretraining_distillation_pulls_the_student_toward_the_teacher(corpus, tmp_path):
+    run_pretraining(config(corpus, tmp_path / "teacher", model="bert", max_steps=60, save_every=60))
+    student = dict(max_steps=25, save_every=25, learning_rate=3e-3, override=("dropout=0.0",))
+    run_pretraining(config(corpus, tmp_path / "plain", **student))
+    run_pretraining(config(corpus, tmp_path / "taught", teacher=str(tmp_path / "teacher"), distill_alpha=1.0,
+                           distill_temperature=1.0, **student))
+    logged = [r["distill_kl"] for r in records(tmp_path / "taught")]
+    assert sum(logged[-5:]) < sum(logged[:5])
+    assert "distill_kl" not in records(tmp_path / "plain")[0]
+    taught, plain = (heldout_kl(tmp_path / name, tmp_path / "teacher", corpus) for name in ("taught", "plain"))
+    assert taught < plain
+
+
+def test_pretraining_distillation_refuses_a_teacher_it_cannot_learn_from(corpus, tmp_path, tokenizer_dir):
+    run_pretraining(config(corpus, tmp_path / "teacher", max_steps=2, save_every=2))
+    foreign = tmp_path / "foreign"
+    tokenmix.save_pretrained(tokenmix.load_pretrained(tmp_path / "teacher"), foreign)
+    shutil.copy(Path(tokenizer_dir) / "tokenizer.json", foreign / "tokenizer.json")
+    with pytest.raises(ValueError, match="another tokenizer than --data"):
+        run_pretraining(config(corpus, tmp_path / "a", teacher=str(foreign), max_steps=1))
+    classifier = tmp_path / "classifier"
+    tokenmix.save_pretrained(tokenmix.load_pretrained(tmp_path / "teacher", head="classification", num_labels=2), classifier)
+    with pytest.raises(ValueError, match="'classification' head"):
+        run_pretraining(config(corpus, tmp_path / "b", teacher=str(classifier), max_steps=1))
+    with pytest.raises(ValueError, match="--distill-alpha must be in"):
+        config(corpus, tmp_path / "c", teacher=str(foreign), distill_alpha=1.5)

@@ -55,10 +55,18 @@ def distillation_loss(student: Any, teacher: Any, hard: Any, alpha: float, tempe
     if regression:
         soft = F.mse_loss(student[:, 0].float(), teacher[:, 0].float())
     else:
-        log_student = F.log_softmax(student.float() / temperature, dim=-1)
-        log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
-        soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
+        soft = soft_kl(student, teacher, temperature).mean()
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def soft_kl(student: Any, teacher: Any, temperature: float) -> Any:
+    """KL(softmax(t/T) ‖ softmax(s/T))·T² over the last axis, one value per row (the T² keeps the
+    gradient's scale independent of T, as in Hinton et al.)."""
+    import torch.nn.functional as F
+
+    log_student = F.log_softmax(student.float() / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
+    return F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(-1) * temperature**2
 
 
 def _fingerprint(*parts: Any) -> str:

@@ -6,6 +6,7 @@ state and the step, so a run killed at any moment and resumed ends with the same
 uninterrupted one. Losses are normalised by the *global* number of masked positions / examples of a
 step (summed over ranks and accumulation micro-batches, as the official code psums before
 normalising), so N processes with batch B train exactly like one process with batch N*B.
+With ``--teacher`` a frozen pretrained model adds a KL term on the MLM logits at the masked positions.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class PretrainConfig:
     resume: bool = option(False, "continue from the newest checkpoint in --out")
     overwrite: bool = option(False, "delete an existing run in --out and start over")
     fsdp: bool = option(False, "shard the model with FSDP under torchrun instead of DDP")
+    teacher: str = option("", "distil from this pretrained model (a pretraining run or model folder with the MLM head, "
+                              "same tokenizer): the MLM loss becomes α·KL(teacher ‖ student)·T² + (1−α)·cross-entropy "
+                              "at the masked positions")
+    distill_alpha: float = option(0.5, "with --teacher: weight α of the KL term")
+    distill_temperature: float = option(2.0, "with --teacher: softmax temperature T")
     seed: int = option(0, "seed of the weights, the data and dropout")
     device: str = option("auto", "auto, cpu, cuda")
 
@@ -69,6 +75,9 @@ class PretrainConfig:
             raise ValueError("learning_rate must be > 0, warmup_steps and clip_grad_norm >= 0")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
+        if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError(f"--distill-alpha must be in [0, 1] and --distill-temperature > 0, got "
+                             f"{self.distill_alpha} and {self.distill_temperature}")
 
 
 def pretraining_sums(out: Any, batch: dict[str, Any]) -> Any:
@@ -94,6 +103,28 @@ def _metrics(sums: Any, masked: float, examples: float) -> dict[str, float]:
     nsp_loss, nsp_acc = sums[2] / examples, sums[3] / examples
     return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "mlm_accuracy": mlm_acc,
             "nsp_loss": nsp_loss, "nsp_accuracy": nsp_acc}
+
+
+def load_teacher(path: str, data: Any) -> Any:
+    """The frozen teacher of pretraining distillation: it must have the MLM head and the vocabulary of
+    the data's tokenizer (token ids mean the same words to both, or the KL is meaningless)."""
+    from ..checkpoint import load_pretrained
+    from ..tokenizer import Tokenizer
+    from .finetune import find_tokenizer
+
+    teacher = load_pretrained(path)
+    if teacher.config.head != "pretraining":
+        raise ValueError(f"--teacher {path} has a {teacher.config.head!r} head; pretraining distillation needs the MLM "
+                         f"head of a `tokenmix pretrain` run")
+    try:
+        theirs = find_tokenizer(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no tokenizer found for --teacher {path}; put the tokenizer.json it was trained "
+                                f"with into its folder") from None
+    if theirs.backend.get_vocab() != Tokenizer.load(data.meta["config"]["tokenizer"]).backend.get_vocab():
+        raise ValueError(f"--teacher {path} was trained with another tokenizer than --data (their vocabularies "
+                         f"differ); distil on data prepared with the teacher's tokenizer")
+    return teacher.eval().requires_grad_(False)
 
 
 def evaluate(model: Any, dataset: Any, data_config: Any, config: PretrainConfig, context: Any) -> dict[str, float]:
@@ -125,6 +156,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     from ..modeling import build_model
     from ..optim import adamw, warmup_linear_decay
     from ..registry import make_config
+    from .distill import soft_kl
     from .distributed import gradient_sync, init_distributed, shutdown, wrap_model
     from .state import (
         StopSignal,
@@ -154,6 +186,8 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         model = wrap_model(build_model(model_config).to(context.device), context, config.fsdp)
         if config.compile:
             model.compile()  # in place: parameter names, checkpoints and resume are unchanged
+        teacher = load_teacher(config.teacher, train_data).to(context.device) if config.teacher else None
+        alpha, temperature = config.distill_alpha, config.distill_temperature
         optimizer = adamw(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         step, metrics_file = 0, run_dir / "metrics.jsonl"
         if config.resume:
@@ -182,7 +216,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         bar = tqdm(total=config.max_steps, initial=step, desc=f"pretrain {config.model}", disable=not context.is_main,
                    unit="step", dynamic_ncols=True)
         start = interval_start = time.perf_counter()
-        interval_steps, running, stop_reason = 0, torch.zeros(5, dtype=torch.float64, device=context.device), None
+        interval_steps, running, stop_reason = 0, torch.zeros(6, dtype=torch.float64, device=context.device), None
         model.train()
         with StopSignal() as stop:
             while step < config.max_steps:
@@ -193,17 +227,26 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                 local = torch.tensor([sum(float(b["masked_weights"].sum()) for b in batches), float(micro * accum)],
                                      dtype=torch.float64, device=context.device)
                 masked, examples = context.all_reduce_sum(local).tolist()
-                sums = torch.zeros(5, dtype=torch.float64, device=context.device)
+                sums = torch.zeros(6, dtype=torch.float64, device=context.device)
                 for m, batch in enumerate(batches):
+                    inputs = {k: batch[k] for k in MODEL_INPUTS}
                     with gradient_sync(model, m == accum - 1):
                         with torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                            out = model(**{k: batch[k] for k in MODEL_INPUTS})
+                            out = model(**inputs)
+                            if teacher is not None:
+                                with torch.no_grad():
+                                    teacher_logits = teacher(**inputs).mlm_logits
                         parts = pretraining_sums(out, batch)
+                        mlm, kl = parts[0], torch.zeros((), device=context.device)
+                        if teacher is not None:
+                            kl = (soft_kl(out.mlm_logits, teacher_logits, temperature) * batch["masked_weights"]).sum()
+                            mlm = alpha * kl + (1.0 - alpha) * mlm
                         # DDP averages gradients over ranks; scaling by world makes it the global mean
-                        loss = (parts[0] / max(masked, 1.0) + parts[2] / examples) * world
+                        loss = (mlm / max(masked, 1.0) + parts[2] / examples) * world
                         aux = out.aux_loss if out.aux_loss is not None else torch.zeros((), device=context.device)
                         (loss + aux / accum).backward()
-                    sums += torch.cat([parts.detach().double(), (aux.detach() / accum).double().view(1)])
+                    sums += torch.cat([parts.detach().double(), (aux.detach() / accum).double().view(1),
+                                       kl.detach().double().view(1)])
                 if config.clip_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
                 optimizer.step()
@@ -219,7 +262,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                         f"--learning-rate or --clip-grad-norm")
                 running += torch.cat([torch.tensor([current["loss"], current["mlm_loss"], current["nsp_loss"],
                                                     current["mlm_accuracy"]], dtype=torch.float64, device=context.device),
-                                      sums[4:5]])
+                                      sums[4:5], sums[5:6] / max(masked, 1.0)])
                 interval_steps += 1
                 if step % config.log_every == 0 or step == config.max_steps:
                     seconds = time.perf_counter() - interval_start
@@ -227,7 +270,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                     entry = {"step": step, "split": "train", "loss": means[0], "mlm_loss": means[1], "nsp_loss": means[2],
                              "mlm_accuracy": means[3], "aux_loss": means[4], "lr": optimizer.param_groups[0]["lr"],
                              "steps_per_s": interval_steps / seconds, "tokens_per_s": interval_steps * tokens_per_step / seconds,
-                             "elapsed_s": time.perf_counter() - start}
+                             "elapsed_s": time.perf_counter() - start, **({"distill_kl": means[5]} if teacher else {})}
                     record(entry)
                     bar.set_postfix(loss=f"{means[0]:.3f}", tok_s=f"{entry['tokens_per_s']:.0f}", refresh=False)
                     running.zero_()
