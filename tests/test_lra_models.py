@@ -4,6 +4,9 @@ end to end on fixtures, and the speed table's records, failure reporting, markdo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +120,30 @@ def test_speed_measure_and_failure_records(tmp_path):
     assert over["error"] == "over budget" and over["ms_per_step"] is None
     with pytest.raises(ValueError, match="unknown model"):
         speed.LRASpeedConfig(models=("gpt",))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="parent-death signal is Linux-only")
+def test_a_speed_worker_dies_with_its_parent_even_on_sigkill():
+    """A killed `lra speed` must not leave its measuring worker running (it would skew later runs)."""
+    child = ("import os, time; from tokenmix.lra.speed import _die_with_parent; "
+             "_die_with_parent(os.getppid()); print('armed', flush=True); time.sleep(120)")
+    parent = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True); "
+              "c.stdout.readline(); print(c.pid, flush=True); time.sleep(120)")
+    launcher = subprocess.Popen([sys.executable, "-c", parent, child], stdout=subprocess.PIPE, text=True)
+    worker = int(launcher.stdout.readline())
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 20
+    while alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived its SIGKILLed parent"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # zombie = dead
+    except FileNotFoundError:
+        return False
 
 
 def test_speed_table_markdown_plot_and_exponent(tmp_path):

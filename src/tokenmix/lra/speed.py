@@ -17,6 +17,7 @@ log(peak memory) on log(length): ~1 for memory linear in the length, ~2 for quad
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,11 +146,27 @@ def measure(spec: str, seq_len: int, config: LRASpeedConfig, report: Any = None)
             "device": device_name(device), "torch": torch.__version__}
 
 
-def _worker(conn: Any, spec: str, seq_len: int, config: LRASpeedConfig) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this worker when its parent dies, even by SIGKILL (``daemon=True``
+    only covers a parent that exits normally), so no orphan keeps measuring and skews later runs."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: nothing to arm
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _worker(conn: Any, parent: int, spec: str, seq_len: int, config: LRASpeedConfig) -> None:
     """Child process: cap the address space, measure, send ("step", ms)* then ("ok", record) or ("error", text)."""
     import os
     import resource
 
+    _die_with_parent(parent)
     import torch  # noqa: F401  (imported before the cap: the limit is on top of its mapped libraries)
 
     try:
@@ -176,7 +193,7 @@ def run_limited(spec: str, seq_len: int, config: LRASpeedConfig) -> dict[str, An
     """Measure in a fresh process under the memory cap and the time budget; failures become records."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_worker, args=(sender, spec, seq_len, config), daemon=True)
+    process = context.Process(target=_worker, args=(sender, os.getpid(), spec, seq_len, config), daemon=True)
     process.start()
     sender.close()
     deadline = time.monotonic() + config.time_budget
