@@ -79,6 +79,12 @@ def test_end_to_end_run_writes_metrics_summary_and_a_loadable_model(corpus, tmp_
     assert model.config.vocab_size == json.loads((corpus / "meta.json").read_text())["vocab_size"]
 
 
+def test_max_time_ends_the_run_on_the_clock_with_a_checkpoint(corpus, tmp_path):
+    summary = run_pretraining(config(corpus, tmp_path / "run", max_steps=10**6, max_time=1.0, save_every=10**6))
+    assert summary["stop_reason"] == "max_time" and 0 < summary["steps"] < 10**6
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == [f"step_{summary['steps']:08d}"]
+
+
 def test_gradient_accumulation_matches_a_larger_batch(corpus, tmp_path):
     run_pretraining(config(corpus, tmp_path / "big", batch_size=4, max_steps=3, override=("dropout=0.0",)))
     run_pretraining(config(corpus, tmp_path / "accum", batch_size=2, grad_accum=2, max_steps=3, override=("dropout=0.0",)))

@@ -213,8 +213,9 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
             context.barrier()
 
         last_good = first_step = step
-        bar = tqdm(total=config.max_steps, initial=step, desc=f"pretrain {config.model}", disable=not context.is_main,
-                   unit="step", dynamic_ncols=True)
+        # a time-limited run ends on the clock: its step total (and an ETA from it) would mislead
+        bar = tqdm(total=None if config.max_time else config.max_steps, initial=step, desc=f"pretrain {config.model}",
+                   disable=not context.is_main, unit="step", dynamic_ncols=True)
         start = interval_start = time.perf_counter()
         interval_steps, running, stop_reason = 0, torch.zeros(6, dtype=torch.float64, device=context.device), None
         model.train()
@@ -272,7 +273,8 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                              "steps_per_s": interval_steps / seconds, "tokens_per_s": interval_steps * tokens_per_step / seconds,
                              "elapsed_s": time.perf_counter() - start, **({"distill_kl": means[5]} if teacher else {})}
                     record(entry)
-                    bar.set_postfix(loss=f"{means[0]:.3f}", tok_s=f"{entry['tokens_per_s']:.0f}", refresh=False)
+                    left = {"left": f"{max(config.max_time - entry['elapsed_s'], 0) / 60:.1f}min"} if config.max_time else {}
+                    bar.set_postfix(loss=f"{means[0]:.3f}", tok_s=f"{entry['tokens_per_s']:.0f}", **left, refresh=False)
                     running.zero_()
                     interval_steps, interval_start = 0, time.perf_counter()
                 bar.update(1)
