@@ -177,7 +177,11 @@ def run_reproduce(config: ReproduceConfig) -> Path:
         batch_size=scale["bench_batch_size"], mode=("pretrain", "inference"), repeats=scale["bench_repeats"],
         device=config.device, seed=config.seed, json=str(bench))))
     marker = json.loads((out / "reproduce.json").read_text())
-    marker.setdefault("stages", []).extend(stages.log)
-    marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    # a stage's record is the run that produced its output; a rerun that found it cached keeps that one
+    log = {entry["stage"]: entry for entry in marker.get("stages", [])}
+    log.update({e["stage"]: e for e in stages.log if e["status"] == "ran" or e["stage"] not in log})
+    marker["stages"] = list(log.values())
+    if "finished" not in marker or any(e["status"] == "ran" for e in stages.log):
+        marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     write_json(out / "reproduce.json", marker)
     return write_report(out, config, marker)
