@@ -58,7 +58,13 @@ def _pretraining(out: Path, models: list[str], runs: dict[str, Any]) -> list[str
     return lines
 
 
-def _glue(models: list[str], glue: dict[str, Any]) -> list[str]:
+def _fine_tuning_steps(out: Path, model: str) -> str:
+    """Mean optimizer steps per fine-tuning run: under a time share the slower models get fewer."""
+    steps = [json.loads(p.read_text())["steps"] for p in (out / "glue" / model).rglob("fit_summary.json")]
+    return f"{sum(steps) / len(steps):.0f}" if steps else "-"
+
+
+def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
     from ..train.suite import GLUE_COLUMNS
 
     columns = [c for c in GLUE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
@@ -68,13 +74,14 @@ def _glue(models: list[str], glue: dict[str, Any]) -> list[str]:
         if not glue.get(m):
             continue
         g, ref = glue[m], paper.GLUE_AVERAGE.get(f"{m}-base")
-        rows.append([m, *(f"{g['scores'].get(c, float('nan')):.1f}" for c in columns), f"{g['average']:.1f}",
-                     _ratio(g["average"], bert and bert["average"]), "-" if ref is None else ref,
+        rows.append([m, _fine_tuning_steps(out, m), *(f"{g['scores'].get(c, float('nan')):.1f}" for c in columns),
+                     f"{g['average']:.1f}", _ratio(g["average"], bert and bert["average"]), "-" if ref is None else ref,
                      "-" if ref is None else _ratio(ref, paper.GLUE_AVERAGE["bert-base"])])
     convention = next(iter(glue.values()))["average_convention"] if glue else ""
     return ["## GLUE dev (like Table 2)", "",
-            render_markdown(["model", *(GLUE_COLUMNS[c] for c in columns), "avg", "avg / BERT", "paper avg (Base)",
-                             "paper / BERT"], rows), "", f"Average: {convention}.", ""]
+            render_markdown(["model", "steps per task", *(GLUE_COLUMNS[c] for c in columns), "avg", "avg / BERT", "paper avg (Base)",
+                             "paper / BERT"], rows), "", f"Average: {convention}. Every model gets the same wall-clock share per task "
+            "(up to the scale's epochs); 'steps per task' shows how far each got in it.", ""]
 
 
 def _speed(models: list[str], bench: list[dict]) -> tuple[list[str], dict[str, float]]:
@@ -158,7 +165,7 @@ def write_report(out: Path, config: Any, marker: dict[str, Any]) -> Path:
     if all(runs.values()):
         lines += _pretraining(out, models, runs)
     if any(glue.values()):
-        lines += _glue(models, glue)
+        lines += _glue(out, models, glue)
     step_ms: dict[str, float] = {}
     if bench:
         speed_lines, step_ms = _speed(models, bench)
