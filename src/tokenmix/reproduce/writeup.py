@@ -115,10 +115,13 @@ def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str,
         return f"{100 * avg[m] / bert:.0f}%" if m in avg and bert else "n/a"
 
     def faster(m: str) -> str:
-        return f"{step_ms['bert'] / step_ms[m]:.2f}x" if m in step_ms and "bert" in step_ms else "n/a"
+        if m not in step_ms or "bert" not in step_ms:
+            return "n/a"
+        ratio = step_ms["bert"] / step_ms[m]
+        return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
     lines.append(f"- FNet reaches {share('fnet')} of BERT's GLUE average (paper: 92% at Base; Hybrid {share('hybrid')}, "
-                 f"paper 97%) with a pretraining step {faster('fnet')} faster (paper: 6.9x GPU, 2.0x TPU).")
+                 f"paper 97%) with a pretraining step {faster('fnet')} (paper: 6.9x GPU, 2.0x TPU).")
     if "linear" in avg and "fnet" in avg:
         lines.append(f"- Linear vs FNet GLUE average: {avg['linear']:.1f} vs {avg['fnet']:.1f} (paper: 77.0 vs 76.7, close).")
     weak = [m for m in ("random", "ff_only") if m in avg]
@@ -130,7 +133,7 @@ def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str,
     for model, name in (("sparse_mixer", "Sparse Mixer"), ("fast_sparse_mixer", "Fast Sparse Mixer")):
         if model in avg and bert:
             claim = paper.SPARSE_MIXER[model]
-            lines.append(f"- {name}: {share(model)} of BERT's GLUE average, training step {faster(model)} faster "
+            lines.append(f"- {name}: {share(model)} of BERT's GLUE average, training step {faster(model)} "
                          f"(paper: {claim['accuracy']}, {claim['train_speedup']}x faster training).")
     lines += ["", "Where these disagree with the papers, the first suspect is scale: minutes of pretraining on a small "
               "corpus leave every model far from convergence (held-out MLM accuracies well below the paper's), so GLUE "
