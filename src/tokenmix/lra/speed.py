@@ -150,7 +150,6 @@ def _die_with_parent(parent: int) -> None:
     """Linux: have the kernel kill this worker when its parent dies, even by SIGKILL (``daemon=True``
     only covers a parent that exits normally), so no orphan keeps measuring and skews later runs."""
     import ctypes
-    import os
     import signal
 
     try:
@@ -163,7 +162,6 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(conn: Any, parent: int, spec: str, seq_len: int, config: LRASpeedConfig) -> None:
     """Child process: cap the address space, measure, send ("step", ms)* then ("ok", record) or ("error", text)."""
-    import os
     import resource
 
     _die_with_parent(parent)
