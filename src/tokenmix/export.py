@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from .utils import option
 
 GROUP_HELP = {"export": "export models to other runtimes"}
-
 
 
 @dataclass
@@ -16,10 +16,10 @@ class OnnxExportConfig:
     out: str = option("", "the .onnx file to write", positional=True)
     opset: int = option(18, "ONNX opset version")
     seq_len: int | None = option(None, "sequence length of the graph (default: the model's max_position_embeddings); "
-                                   "fixed for mixing models, the example length for attention-only ones")
+                                       "fixed for mixing models, the example length for attention-only ones")
     batch_size: int = option(2, "batch size of the example input traced (the batch axis of the graph is dynamic)")
     encoder_only: bool = option(False, "export the bare encoder even when the folder holds a classification or "
-                                   "regression head")
+                                       "regression head")
     check: bool = option(True, "compare with PyTorch on random inputs with onnxruntime before writing")
     check_batch_sizes: tuple[int, ...] = option((1, 3), "batch sizes checked besides --batch-size")
     atol: float = option(1e-4, "largest accepted absolute difference between ONNX and PyTorch outputs")

@@ -16,7 +16,6 @@ from typing import Any, Sequence
 from .utils import option, write_json
 
 
-
 class TextClassifier:
     """``TextClassifier.from_pretrained(dir).predict(["great film", ("premise", "hypothesis")])``
     returns one ``{"label", "probabilities"}`` (or ``{"score"}`` for regression) per input."""

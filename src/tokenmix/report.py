@@ -27,7 +27,6 @@ BENCH_MODES = ("pretrain", "train", "inference")  # preferred order for a time p
 DEFAULT_LENGTH = 512  # benchmark length used when the run does not say (the paper's Figure 2 length)
 
 
-
 @dataclass
 class ReportConfig:
     runs_dir: str = option("", "folder searched recursively for run summaries", positional=True)

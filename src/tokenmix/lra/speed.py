@@ -28,12 +28,11 @@ from ..utils import option, write_json
 PERFORMER = "performer"
 
 
-
 @dataclass
 class LRASpeedConfig:
     models: tuple[str, ...] = option(("bert", "linear", "fnet", "performer"),
-                                 "models; `name:field=value` overrides a config field (e.g. bert:attention_dropout=0.0); "
-                                 "performer needs performer-pytorch")
+                                     "models; `name:field=value` overrides a config field "
+                                     "(e.g. bert:attention_dropout=0.0); performer needs performer-pytorch")
     seq_lens: tuple[int, ...] = option((512, 1024, 2048, 4096, 8192), "sequence lengths")
     batch_size: int = option(8, "examples per step")
     task: str = option("text", "LRA task whose official configuration is measured")

@@ -27,7 +27,6 @@ GLUE_FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "
                 "mnli": "MNLI", "qqp": "QQP", "wnli": "WNLI"}
 
 
-
 def parse_budget(text: str) -> float:
     """``2h``, ``90m``, ``45s``, ``1h30m`` or plain seconds."""
     parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)

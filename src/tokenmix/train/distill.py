@@ -25,7 +25,7 @@ from .finetune import FinetuneOptions
 class DistillConfig(FinetuneOptions):
     lr: tuple[float, ...] = option((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
     init: str = option("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
-                              "model folder / run directory of the student")
+                                  "model folder / run directory of the student")
     teacher: str = option("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
     student: str = option("fnet", "student variant when --init scratch (see `tokenmix models`)")
     task: str = option("", "the task the teacher was fine-tuned on")

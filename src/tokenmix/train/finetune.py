@@ -31,7 +31,7 @@ class FinetuneOptions(FitConfig):
                                                   "(the paper's sweep; one value = no sweep)")
     batch_size: int = option(64, "training examples per step (official GLUE recipe: 64)")
     init: str = option("", "model folder or run directory to start from (pretraining run, converted Hugging Face "
-                       "FNet, ...), or 'scratch' for random initialisation")
+                           "FNet, ...), or 'scratch' for random initialisation")
     model: str = option("fnet", "with --init scratch: registered model name (see `tokenmix models`)")
     preset: str = option("mini", "with --init scratch: size preset")
     override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0")
@@ -43,7 +43,7 @@ class FinetuneOptions(FitConfig):
     eval_batch_size: int = option(128, "examples per evaluation batch")
     max_train_examples: int = option(0, "use a random subset of at most N training examples (0 = all)")
     train_from_dev: float = option(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
-                                    "split and evaluate on the rest (a seeded split, recorded as the protocol)")
+                                        "split and evaluate on the rest (a seeded split, recorded as the protocol)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -22,13 +22,12 @@ from typing import Any, Callable, Iterator
 from ..utils import option, write_json
 
 
-
 @dataclass
 class FitConfig:
     """Training settings shared by every supervised command (command configs inherit them)."""
 
     lr: tuple[float, ...] = option((1e-4,), "peak AdamW learning rate; several values run a sweep, one run each, and keep "
-                                        "the best on the validation metric (paper recipe: 1e-5,5e-5,1e-4)")
+                                            "the best on the validation metric (paper recipe: 1e-5,5e-5,1e-4)")
     batch_size: int = option(32, "training examples per step")
     epochs: float = option(3.0, "passes over the training data (official GLUE recipe: 3)")
     max_steps: int = option(0, "stop after this many steps (0 = use --epochs)")

@@ -21,7 +21,6 @@ from typing import Any
 from ..utils import option, write_json
 
 
-
 @dataclass
 class PretrainConfig:
     model: str = option("fnet", "registered model name (see `tokenmix models`)")

@@ -27,7 +27,7 @@ SUPERGLUE_COLUMNS = {"boolq": "BoolQ", "cb": "CB", "copa": "COPA", "multirc": "M
 @dataclass
 class GlueConfig(FinetuneOptions):
     tasks: tuple[str, ...] = option((), "tasks to run (default: every task with a train split in --data-dir, or with a "
-                                    "dev split when --train-from-dev is set)")
+                                        "dev split when --train-from-dev is set)")
 
 
 @dataclass
