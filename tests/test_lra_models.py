@@ -102,6 +102,7 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
                  "--cache-dir", str(tmp_path / "cache"), "--split", "test", "--json", str(result)]) == 0
     record = json.loads(result.read_text())
     assert record["examples"] == 2 and record["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert record["root_op_baseline"] == 1.0  # fitted on the two test rows themselves (one per operator)
     assert main(["lra", "eval", "text", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "text")]) == 1
     assert "trained on 'listops'" in capsys.readouterr().err
 

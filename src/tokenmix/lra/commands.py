@@ -25,8 +25,11 @@ def run_lra_eval(config: Any) -> None:
     from .run import run_eval
 
     r = run_eval(config)
+    baselines = f"majority class {100 * r['majority_baseline']:.2f}%"
+    if "root_op_baseline" in r:
+        baselines += f", first-operator rule fitted on this split {100 * r['root_op_baseline']:.2f}%"
     print(f"{r['task']} {r['split']} ({r['examples']} examples): accuracy {100 * r['accuracy']:.2f}%, loss {r['loss']:.4f} "
-          f"(majority class {100 * r['majority_baseline']:.2f}%)" + (f"; wrote {config.json}" if config.json else ""))
+          f"({baselines})" + (f"; wrote {config.json}" if config.json else ""))
 
 
 def run_lra_table(config: Any) -> None:
