@@ -123,15 +123,26 @@ def test_sigterm_saves_a_checkpoint_and_exits_nonzero(corpus, tmp_path):
 
 
 def torchrun_two_processes(args: list[str]) -> subprocess.CompletedProcess:
-    """``torchrun --standalone`` (a free rendezvous port, so parallel runs never collide). A worker aborted by
-    SIGABRT (a gloo transport abort, seen once on a loaded CI machine; our errors exit with a code) is retried once."""
+    """``torchrun --standalone`` (a free rendezvous port, so parallel runs never collide), in its own process
+    group so that a timeout kills the workers too. A worker aborted by SIGABRT (a gloo transport abort) or a
+    launch that hangs past the timeout (a gloo connection stall; both seen only on a loaded CI machine, a
+    normal run takes ~20 s; our own errors exit with a code) is retried once."""
     command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2", "-m", "tokenmix", *args]
+
     def launch() -> subprocess.CompletedProcess:
-        return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+        process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            err += "\n(timed out after 240 s)"
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
 
     done = launch()
-    if done.returncode != 0 and "(SIGABRT)" in done.stderr:
-        print("a torchrun worker aborted; retrying once:\n" + worker_errors(done.stderr), file=sys.stderr)
+    if done.returncode != 0 and ("(SIGABRT)" in done.stderr or "(timed out" in done.stderr):
+        print("a torchrun launch failed; retrying once:\n" + worker_errors(done.stderr), file=sys.stderr)
         shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
         done = launch()
     return done
