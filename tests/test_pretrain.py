@@ -125,7 +125,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_nonzero(corpus, tmp_path):
 def torchrun_two_processes(args: list[str]) -> subprocess.CompletedProcess:
     """``torchrun --standalone`` (a free rendezvous port, so parallel runs never collide), in its own process
     group so that a timeout kills the workers too. A worker aborted by SIGABRT (a gloo transport abort) or a
-    launch that hangs past the timeout (a gloo connection stall; both seen only on a loaded CI machine, a
+    launch that hangs past the timeout (both seen now and then in CI runs, cause not found; a
     normal run takes ~20 s; our own errors exit with a code) is retried once."""
     command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2", "-m", "tokenmix", *args]
 
