@@ -8,14 +8,20 @@ from typing import Any
 GROUP_HELP = {"lra": "Long Range Arena tasks, evaluation and the speed/memory table"}
 
 
+def _baselines(record: dict[str, Any], rule: str) -> str:
+    """'majority class X%' plus, for ListOps, the first-operator rule (``rule`` says where it was fitted)."""
+    text = f"majority class {100 * record['majority_baseline']:.2f}%"
+    if "root_op_baseline" in record:
+        text += f", first-operator rule{rule} {100 * record['root_op_baseline']:.2f}%"
+    return text
+
+
 def run_lra_run(config: Any) -> None:
     from .run import run_lra
 
     s = run_lra(config)
     flag = " (at chance)" if s["at_chance"] else ""
-    baselines = f"majority class {100 * s['majority_baseline']:.2f}%"
-    if "root_op_baseline" in s:
-        baselines += f", first-operator rule {100 * s['root_op_baseline']:.2f}%"
+    baselines = _baselines(s, "")
     print(f"{s['task']} {s['model']} ({s['params'] / 1e6:.2f}M params): test accuracy {100 * s['test_accuracy']:.2f}%{flag} "
           f"(best validation {100 * s['val_accuracy']:.2f}% at step {s['best_step']}; {baselines}), {s['steps']} steps "
           f"at {s['steps_per_s']:.2f} steps/s, peak {s['peak_memory_mib']:.0f} MiB; wrote {config.out}/summary.json")
@@ -25,9 +31,7 @@ def run_lra_eval(config: Any) -> None:
     from .run import run_eval
 
     r = run_eval(config)
-    baselines = f"majority class {100 * r['majority_baseline']:.2f}%"
-    if "root_op_baseline" in r:
-        baselines += f", first-operator rule fitted on this split {100 * r['root_op_baseline']:.2f}%"
+    baselines = _baselines(r, " fitted on this split")
     print(f"{r['task']} {r['split']} ({r['examples']} examples): accuracy {100 * r['accuracy']:.2f}%, loss {r['loss']:.4f} "
           f"({baselines})" + (f"; wrote {config.json}" if config.json else ""))
 
