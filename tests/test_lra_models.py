@@ -182,3 +182,32 @@ def test_root_op_baseline_predicts_the_commonest_label_per_outermost_operator():
     assert root_op_baseline(train, test, "cls") == pytest.approx(2 / 3)
     no_cls = Split(ids[:, 1:], train.labels)  # mean pooling: no CLS token, the operator comes first
     assert root_op_baseline(no_cls, Split(ids[[0, 2], 1:], np.array([9, 0])), "mean") == 1.0
+
+
+def test_max_len_trains_on_the_head_of_each_sequence_and_eval_reads_the_same(tmp_path, capsys):
+    out, cache = tmp_path / "run", str(tmp_path / "cache")
+    data = ["--data-dir", str(FIXTURES / "listops"), "--cache-dir", cache]
+    assert main(["lra", "run", "listops", *data, "--preset", "tiny", "--batch-size", "2", "--max-steps", "2",
+                 "--max-len", "4", "--out", str(out)]) == 0
+    assert "truncated to 4 tokens" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_config"]["max_position_embeddings"] == 5  # 4 tokens + CLS
+    # "[MAX 0 1 2 ]" (5 tokens) is cut, "[SM 1 2 ]" (4) is not.
+    assert summary["data"]["test"]["truncated"] == 1 and summary["data"]["test"]["width"] == 5
+    result = tmp_path / "eval.json"
+    assert main(["lra", "eval", "listops", "--checkpoint", str(out), *data, "--json", str(result)]) == 0
+    assert json.loads(result.read_text())["accuracy"] == pytest.approx(summary["test_accuracy"])
+    # Asking the model to read more than it was built for fails with the model's own message.
+    assert main(["lra", "eval", "listops", "--checkpoint", str(out), *data, "--max-len", "8"]) == 1
+    assert "exceeds max_position_embeddings=5" in capsys.readouterr().err
+
+
+def test_split_head_keeps_the_first_positions_and_counts_cut_examples():
+    import numpy as np
+
+    from tokenmix.lra.data import Split
+
+    split = Split(np.array([[1, 5, 6, 7], [1, 5, 0, 0]], dtype=np.uint8), np.array([0, 1]), stats={"truncated": 0})
+    head = split.head(2)
+    assert head.input_ids.tolist() == [[1, 5], [1, 5]] and head.stats["truncated"] == 1
+    assert split.head(4) is split

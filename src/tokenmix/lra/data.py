@@ -53,6 +53,21 @@ class Split:
         batch["labels"] = torch.from_numpy(self.labels[index].astype(np.int64))
         return batch
 
+    def head(self, width: int) -> Split:
+        """The first ``width`` positions of every sequence (CLS included); ``stats["truncated"]`` then
+        counts the examples that had a real token beyond them."""
+        if width >= self.input_ids.shape[1]:
+            return self
+
+        def cut(array: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+            if array is None:
+                return None, 0
+            return np.ascontiguousarray(array[:, :width]), int((array[:, width:] != 0).any(axis=1).sum())
+
+        ids, cut1 = cut(self.input_ids)
+        ids2, cut2 = cut(self.input_ids2)
+        return Split(ids, self.labels, ids2, {**self.stats, "truncated": max(cut1, cut2), "width": width})
+
 
 class Encoder:
     """Pads/truncates id sequences to a fixed length (CLS in front when ``cls_id`` is set) and counts
@@ -226,6 +241,7 @@ class DataOptions:
     eval_size: int | None = None
     val_size: int = 2000  # held out of train when the data has no validation file
     difficulty: str = "hard"  # pathfinder
+    max_len: int | None = None  # keep the first N content tokens (None = the task's full length)
 
 
 def make_encoder(task: TaskSpec, options: DataOptions) -> Encoder:
@@ -240,10 +256,16 @@ def make_encoder(task: TaskSpec, options: DataOptions) -> Encoder:
 
 def load_task_splits(task: TaskSpec, options: DataOptions, splits: Sequence[str] = SPLITS) -> dict[str, Split]:
     """The requested splits of ``task``: read from ``options.data_dir`` in the official file format, or
-    generated (listops, pathfinder) when no data directory is given."""
+    generated (listops, pathfinder) when no data directory is given; cut to ``options.max_len`` tokens
+    when that is shorter than the task's length (the cache keeps the full sequences)."""
     from . import image, listops, pathfinder, text
 
     loaders = {"listops": listops.load, "text": text.load_text, "retrieval": text.load_retrieval, "image": image.load}
     if task.name.startswith("pathfinder"):
-        return pathfinder.load(task, options, splits)
-    return loaders[task.name](task, options, splits)
+        data = pathfinder.load(task, options, splits)
+    else:
+        data = loaders[task.name](task, options, splits)
+    if options.max_len and options.max_len < task.seq_len:
+        width = options.max_len + (options.pooling == "cls")
+        data = {name: split.head(width) for name, split in data.items()}
+    return data

@@ -100,12 +100,18 @@ class LRAClassifier(nn.Module):
         return directory
 
 
-def build_lra_model(name: str, preset: str, head: HeadConfig, overrides: dict[str, Any]) -> LRAClassifier:
-    """A fresh classifier for variant ``name`` with the task's config (see :mod:`.tasks`)."""
+def build_lra_model(name: str, preset: str, head: HeadConfig, overrides: dict[str, Any],
+                    seq_len: int | None = None) -> LRAClassifier:
+    """A fresh classifier for variant ``name`` with the task's config (see :mod:`.tasks`), built for
+    ``seq_len`` content tokens (default: the task's length)."""
+    from dataclasses import replace
+
     from ..registry import make_config
     from .tasks import get_task, model_overrides
 
-    preset, fields = model_overrides(get_task(head.task), preset, head.pooling, overrides)
+    task = get_task(head.task)
+    task = replace(task, seq_len=seq_len) if seq_len else task
+    preset, fields = model_overrides(task, preset, head.pooling, overrides)
     return LRAClassifier(make_config(name, preset, **fields), head)
 
 

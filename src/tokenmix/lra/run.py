@@ -33,6 +33,8 @@ class DataFlags:
     train_size: int = option(0, "generated tasks: training examples (0 = published size: ListOps 96k, Pathfinder 160k)")
     eval_size: int = option(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k)")
     val_size: int = option(2000, "examples held out of train for validation when the data has no validation file")
+    max_len: int = option(0, "keep the first N tokens of every sequence (0 = the task's full length; eval: the "
+                             "model's); shorter trains faster, and the examples cut are counted")
 
 
 @dataclass
@@ -71,8 +73,8 @@ class LRARunConfig(FitConfig, DataFlags):
 
         get_variant(self.model)
         super().__post_init__()
-        if self.eval_batch_size < 1 or self.train_size < 0 or self.eval_size < 0:
-            raise ValueError("eval_batch_size must be >= 1, train_size and eval_size >= 0")
+        if self.eval_batch_size < 1 or self.train_size < 0 or self.eval_size < 0 or self.max_len < 0:
+            raise ValueError("eval_batch_size must be >= 1, train_size, eval_size and max_len >= 0")
 
 
 def data_options(config: Any, pooling: str) -> Any:
@@ -80,7 +82,8 @@ def data_options(config: Any, pooling: str) -> Any:
 
     return DataOptions(data_dir=config.data_dir or None, cache_dir=config.cache_dir, seed=config.seed, pooling=pooling,
                        on_overflow=config.on_overflow, train_size=config.train_size or None,
-                       eval_size=config.eval_size or None, val_size=config.val_size, difficulty=config.difficulty)
+                       eval_size=config.eval_size or None, val_size=config.val_size, difficulty=config.difficulty,
+                       max_len=config.max_len or None)
 
 
 def accuracy(model: Any, split: Any, batch_size: int) -> dict[str, float]:
@@ -133,18 +136,19 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
     from ..train.loop import fit_sweep
 
     task, out = get_task(config.task), Path(config.out)
+    seq_len = min(config.max_len or task.seq_len, task.seq_len)
     data = load_task_splits(task, data_options(config, config.pooling))
     train, val, test = data["train"], data["val"], data["test"]
     for name, split in data.items():
         if split.stats.get("malformed_rows") or split.stats.get("truncated"):
             print(f"note: {task.name} {name}: {split.stats.get('malformed_rows', 0)} malformed rows skipped, "
-                  f"{split.stats.get('truncated', 0)} examples truncated to {task.seq_len} tokens", file=sys.stderr)
+                  f"{split.stats.get('truncated', 0)} examples truncated to {seq_len} tokens", file=sys.stderr)
     head = HeadConfig(task.name, task.num_classes, config.pooling, task.dual)
     overrides = parse_overrides(config.override)
 
     def make_model() -> Any:
         torch.manual_seed(config.seed)
-        return build_lra_model(config.model, config.preset, head, overrides)
+        return build_lra_model(config.model, config.preset, head, overrides, seq_len)
 
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch < 1:
@@ -209,6 +213,8 @@ class LRAEvalConfig(DataFlags):
         if not self.task or not self.checkpoint:
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
         self.task = get_task(self.task).name
+        if self.max_len < 0:
+            raise ValueError(f"--max-len must be >= 0 (0 = the model's length), got {self.max_len}")
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)}")
 
@@ -222,7 +228,10 @@ def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
     model = load_lra_model(config.checkpoint).to(_device(config))
     if model.head_config.task != config.task:
         raise ValueError(f"{config.checkpoint} was trained on {model.head_config.task!r}, not {config.task!r}")
-    split = load_task_splits(get_task(config.task), data_options(config, model.head_config.pooling), (config.split,))[config.split]
+    options = data_options(config, model.head_config.pooling)
+    # A model trained on the first N tokens (`lra run --max-len N`) reads the same N by default.
+    options.max_len = options.max_len or model.config.max_position_embeddings - (model.head_config.pooling == "cls")
+    split = load_task_splits(get_task(config.task), options, (config.split,))[config.split]
     scores = accuracy(model, split, config.batch_size)
     result = {"task": config.task, "checkpoint": config.checkpoint, "split": config.split, "examples": len(split),
               **scores, "majority_baseline": majority(split), "data": split.stats, "model": model.config.variant}
