@@ -187,6 +187,13 @@ def test_pathfinder_generator(tmp_path):
         pathfinder.generate_split(32, "extreme", 1, 0, 0)
 
 
+def test_pathfinder_workers_draw_the_same_images(monkeypatch):
+    monkeypatch.setattr(pathfinder, "_CHUNK", 3)  # 8 images = 3 jobs
+    images, labels = pathfinder.generate_split(32, "hard", 8, seed=1, split_index=0, workers=2)
+    alone, _ = pathfinder.generate_split(32, "hard", 8, seed=1, split_index=0)
+    assert np.array_equal(images, alone) and labels.tolist() == [0, 1] * 4
+
+
 def test_pathfinder_splits_are_cached(tmp_path):
     task = get_task("pathfinder")
     opts = options(tmp_path, None, pooling="mean", train_size=4, eval_size=2)

@@ -242,6 +242,7 @@ class DataOptions:
     val_size: int = 2000  # held out of train when the data has no validation file
     difficulty: str = "hard"  # pathfinder
     max_len: int | None = None  # keep the first N content tokens (None = the task's full length)
+    workers: int = 1  # processes that generate Pathfinder images
 
 
 def make_encoder(task: TaskSpec, options: DataOptions) -> Encoder:

@@ -33,6 +33,7 @@ MAX_TURN = math.pi / 4
 DISTANCE_TOLERANCE = 2.0  # output pixels, times size / 32
 PADDLE_LEVEL, MARKER_LEVEL = 0.75, 1.0
 AA = 2  # antialiasing: draw at 2x, average 2x2 blocks
+_CHUNK = 256  # images per generator job
 
 
 class _Canvas:
@@ -143,17 +144,36 @@ def generate_image(size: int, contour_length: int, label: int, rng: np.random.Ge
     raise RuntimeError(f"could not place two contours of {contour_length} paddles in a {size}x{size} image")
 
 
-def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: object = None) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [n, size, size], labels [n]); balanced labels, image i from seed (seed, split, i)."""
+def _generate_range(size: int, contour_length: int, seed: int, split_index: int, start: int, stop: int) -> np.ndarray:
+    """Images ``start..stop-1`` of a split (labels alternate 0, 1 by index)."""
+    return np.stack([generate_image(size, contour_length, i % 2, np.random.default_rng([seed, split_index, i]))
+                     for i in range(start, stop)])
+
+
+def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: object = None,
+                   workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [n, size, size], labels [n]); balanced labels, image i from seed (seed, split, i),
+    so ``workers`` processes drawing chunks give the same images as one."""
     if difficulty not in DIFFICULTY:
         raise ValueError(f"difficulty={difficulty!r} is not valid; choose one of {', '.join(DIFFICULTY)}")
     images = np.zeros((n, size, size), dtype=np.uint8)
-    labels = np.arange(n, dtype=np.int64) % 2
-    for i in range(n):
-        images[i] = generate_image(size, DIFFICULTY[difficulty], int(labels[i]), np.random.default_rng([seed, split_index, i]))
+    jobs = [(size, DIFFICULTY[difficulty], seed, split_index, start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
+
+    def store(job: tuple[int, ...], part: np.ndarray) -> None:
+        images[job[4]:job[5]] = part
         if progress is not None:
-            progress.update(1)
-    return images, labels
+            progress.update(len(part))
+
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            for job, part in zip(jobs, pool.map(_generate_range, *zip(*jobs))):
+                store(job, part)
+    else:
+        for job in jobs:
+            store(job, _generate_range(*job))
+    return images, np.arange(n, dtype=np.int64) % 2
 
 
 def read_official(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +218,8 @@ def load(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> dict[st
             raw = {}
             with tqdm(total=sum(sizes[s] for s in splits), desc=f"generating {task.name}", unit="img") as bar:
                 for split in splits:
-                    raw[split] = generate_split(size, options.difficulty, sizes[split], options.seed, list(SIZES).index(split), bar)
+                    raw[split] = generate_split(size, options.difficulty, sizes[split], options.seed,
+                                                 list(SIZES).index(split), bar, options.workers)
         result = {}
         for split in splits:
             images, labels = raw[split]

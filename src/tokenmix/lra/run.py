@@ -9,6 +9,7 @@ steps/s, peak memory, the data statistics (malformed rows, truncations, lengths)
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class DataFlags:
     val_size: int = option(2000, "examples held out of train for validation when the data has no validation file")
     max_len: int = option(0, "keep the first N tokens of every sequence (0 = the task's full length; eval: the "
                              "model's); shorter trains faster, and the examples cut are counted")
+    workers: int = option(0, "processes generating Pathfinder images (0 = one per CPU core; same images for any number)")
 
 
 @dataclass
@@ -83,7 +85,7 @@ def data_options(config: Any, pooling: str) -> Any:
     return DataOptions(data_dir=config.data_dir or None, cache_dir=config.cache_dir, seed=config.seed, pooling=pooling,
                        on_overflow=config.on_overflow, train_size=config.train_size or None,
                        eval_size=config.eval_size or None, val_size=config.val_size, difficulty=config.difficulty,
-                       max_len=config.max_len or None)
+                       max_len=config.max_len or None, workers=config.workers or os.cpu_count() or 1)
 
 
 def accuracy(model: Any, split: Any, batch_size: int) -> dict[str, float]:
