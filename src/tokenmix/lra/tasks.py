@@ -13,7 +13,8 @@ Sizes are those of the LRA paper's appendix / the ``google-research/long-range-a
 (The repo's ``base_listops_config.py`` says 4 layers / FF 1024; we keep the paper's 6 / 2048, the
 configuration the issue and the FNet paper cite.) ``--preset lra`` means these sizes; any other preset
 name takes the size from :data:`tokenmix.config.PRESETS`, and ``--override`` changes any field. The
-model's ``max_position_embeddings`` is always the task's sequence length (+1 for the CLS token).
+model's ``max_position_embeddings`` is the task's sequence length, or the shorter ``--max-len`` of a run
+(+1 for the CLS token).
 """
 
 from __future__ import annotations
