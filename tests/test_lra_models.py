@@ -211,3 +211,11 @@ def test_split_head_keeps_the_first_positions_and_counts_cut_examples():
     head = split.head(2)
     assert head.input_ids.tolist() == [[1, 5], [1, 5]] and head.stats["truncated"] == 1
     assert split.head(4) is split
+
+
+@pytest.mark.parametrize("args", [["run", "listops"], ["eval", "listops", "--checkpoint", "some-run"]])
+def test_negative_data_flags_are_one_line_errors(args, capsys):
+    assert main(["lra", *args, "--max-len", "-1"]) == 1
+    assert "--max-len must be >= 0" in capsys.readouterr().err
+    assert main(["lra", *args, "--workers", "-2"]) == 1
+    assert "--workers must be >= 0" in capsys.readouterr().err

@@ -38,6 +38,11 @@ class DataFlags:
                              "model's); shorter trains faster, and the examples cut are counted")
     workers: int = option(0, "processes generating Pathfinder images (0 = one per CPU core; same images for any number)")
 
+    def check_data_flags(self) -> None:
+        for name in ("train_size", "eval_size", "max_len", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0 = the default), got {getattr(self, name)}")
+
 
 @dataclass
 class LRARunConfig(FitConfig, DataFlags):
@@ -75,8 +80,9 @@ class LRARunConfig(FitConfig, DataFlags):
 
         get_variant(self.model)
         super().__post_init__()
-        if self.eval_batch_size < 1 or self.train_size < 0 or self.eval_size < 0 or self.max_len < 0:
-            raise ValueError("eval_batch_size must be >= 1, train_size, eval_size and max_len >= 0")
+        self.check_data_flags()
+        if self.eval_batch_size < 1:
+            raise ValueError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
 
 
 def data_options(config: Any, pooling: str) -> Any:
@@ -215,8 +221,7 @@ class LRAEvalConfig(DataFlags):
         if not self.task or not self.checkpoint:
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
         self.task = get_task(self.task).name
-        if self.max_len < 0:
-            raise ValueError(f"--max-len must be >= 0 (0 = the model's length), got {self.max_len}")
+        self.check_data_flags()
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)}")
 
