@@ -10,7 +10,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import tokenmix  # noqa: E402
-from tokenmix.convert import from_hf, to_hf  # noqa: E402
+from tokenmix.io.huggingface import from_hf, to_hf  # noqa: E402
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, intermediate_size=64, max_position_embeddings=64)
 BATCH, SEQ = 3, 16

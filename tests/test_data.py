@@ -1,4 +1,4 @@
-"""Pretraining data: sharding (tokenmix.data.prepare) and MLM + NSP batches (tokenmix.data.pretraining)."""
+"""Pretraining data: sharding (tokenmix.text.prepare) and MLM + NSP batches (tokenmix.text.pretraining)."""
 
 import gzip
 import json
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tokenmix.data.prepare import KINDS, DataPrepareConfig, prepare_data
-from tokenmix.data.pretraining import PretrainingDataConfig, PretrainingDataset, eval_batches
+from tokenmix.text.prepare import KINDS, DataPrepareConfig, prepare_data
+from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset, eval_batches
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"d{k}" for k in range(200)] + [f"l{j}" for j in range(50)] + [f"w{i}" for i in range(50)]
@@ -132,7 +132,7 @@ def _mtimes(out: Path) -> dict[str, int]:
 
 
 def test_rerun_skips_resumes_and_refuses_other_inputs(tmp_path, tok, monkeypatch):
-    import tokenmix.data.prepare as prepare_module
+    import tokenmix.text.prepare as prepare_module
 
     path = write_text(tmp_path / "a.txt", make_corpus(80))
     reference = prepare(tmp_path, [path], shard_tokens=250, out=tmp_path / "reference")

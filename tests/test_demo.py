@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tokenmix.demo import DemoConfig, format_table, run_demo
+from tokenmix.train.demo import DemoConfig, format_table, run_demo
 
 FIELDS = {"model", "preset", "params", "seq_len", "batch_size", "steps", "steps_per_s", "tokens_per_s",
           "peak_mem_bytes", "train_seconds", "accuracy", "majority_baseline", "device"}

@@ -79,7 +79,7 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
     other = tmp_path / "othertok"
     (other / "corpus.txt").parent.mkdir()
     (other / "corpus.txt").write_text("completely different words\n\nand more words here\n")
-    from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
 
     tok = train_tokenizer(TokenizerTrainConfig(input=(str(other / "corpus.txt"),), out=str(other / "tok"), vocab_size=40))
     assert main([*base, "--task", "mrpc", "--tokenizer", str(tok)]) == 1
@@ -87,8 +87,8 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
 
 
 def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path, sst2_tokenizer):
-    from tokenmix.inference import TextClassifier
-    from tokenmix.tasks.glue import read_split
+    from tokenmix.text.classifier import TextClassifier
+    from tokenmix.benchmarks.glue import read_split
     from tokenmix.train.distill import DistillConfig, run_distill
     from tokenmix.train.finetune import FinetuneConfig, run_finetune
 

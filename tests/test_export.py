@@ -7,13 +7,13 @@ import torch
 
 import tokenmix
 from tokenmix.cli import main
-from tokenmix.export import OnnxExportConfig
+from tokenmix.io.configs import OnnxExportConfig
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from tokenmix.onnx_export import export_onnx  # noqa: E402
+from tokenmix.io.onnx import export_onnx  # noqa: E402
 
 SEQ = 16
 SMALL = dict(vocab_size=101, max_position_embeddings=SEQ)

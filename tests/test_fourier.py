@@ -8,8 +8,8 @@ import torch
 
 import tokenmix
 from conftest import random_ids, tiny
-from tokenmix.mixing import autotune, fourier
-from tokenmix.mixing.fourier import fourier_transform, resolve_impl
+from tokenmix.models.mixing import autotune, fourier
+from tokenmix.models.mixing.fourier import fourier_transform, resolve_impl
 
 
 @pytest.mark.parametrize("impl", ["fft", "matmul", "fft_1thread"])

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tokenmix.cli import main
-from tokenmix.data.text_pairs import PairBatches, encode, predict_logits
-from tokenmix.metrics.glue import compute, glue_average
-from tokenmix.tasks.examples import Example
-from tokenmix.tasks.glue import TASKS, from_hf, get_task, read_split
+from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.benchmarks.glue_metrics import compute, glue_average
+from tokenmix.benchmarks.examples import Example
+from tokenmix.benchmarks.glue import TASKS, from_hf, get_task, read_split
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 SHARED_GLUE = Path(__file__).parents[2] / "shared" / "data" / "glue"
@@ -35,7 +35,7 @@ def test_metrics_match_hand_computed_values():
 
 
 def test_glue_average_follows_the_paper():
-    from tokenmix import paper
+    from tokenmix.reporting import paper
 
     bert = dict(zip(paper.GLUE_COLUMNS, paper.GLUE["bert-base"]))
     assert round(glue_average(bert), 1) == paper.GLUE_AVERAGE["bert-base"]  # MNLI-m and -mm count twice
@@ -126,7 +126,7 @@ def test_encode_truncates_longest_first_and_counts():
 @pytest.mark.parametrize("variant", ["fnet", "bert"])
 def test_prediction_does_not_depend_on_batch_mates(variant):
     """Mixing models are padded to one fixed length, attention models honour the padding mask."""
-    from tokenmix.registry import create_model
+    from tokenmix.models.factory import create_model
 
     model = create_model(variant, "tiny", head="classification", num_labels=3, vocab_size=101,
                          max_position_embeddings=32).eval()
@@ -173,7 +173,7 @@ def test_finetune_cli_sweep_predictions_and_predict(tmp_path, tokenizer_dir, cap
     assert main(["predict", "--model", str(out), "Prices rose.", "Prices went up."]) == 0
     label, probs = capsys.readouterr().out.strip().split("\t")
     assert label in ("0", "1") and probs.startswith("0=")
-    from tokenmix.inference import TextClassifier
+    from tokenmix.text.classifier import TextClassifier
 
     classifier = TextClassifier.from_pretrained(out / "best", device="cpu")
     single = classifier.predict([("Prices rose.", "Prices went up.")])[0]
@@ -206,9 +206,9 @@ def test_glue_command_writes_table_submissions_and_resumes(tmp_path, tokenizer_d
 
 
 def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer_dir):
-    from tokenmix.checkpoint import save_pretrained
-    from tokenmix.registry import create_model
-    from tokenmix.tokenizer import Tokenizer
+    from tokenmix.io.checkpoint import save_pretrained
+    from tokenmix.models.factory import create_model
+    from tokenmix.text.tokenizer import Tokenizer
     from tokenmix.train.finetune import FinetuneConfig, build_task_model
 
     vocab = Tokenizer.load(tokenizer_dir).vocab_size
@@ -229,7 +229,7 @@ def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer
 
 def test_fit_resumes_exactly_after_a_signal(tmp_path):
     """SIGINT mid-run saves a checkpoint; --resume ends with the weights of an uninterrupted run."""
-    from tokenmix.registry import create_model
+    from tokenmix.models.factory import create_model
     from tokenmix.train.loop import FitConfig, fit
 
     data = encode(_Chars(), [Example(t) for t in ("abc", "defg", "hi", "jklmn", "op", "qrs")], 16)
@@ -273,7 +273,7 @@ def test_tiny_finetune_beats_chance_on_real_sst2(tmp_path, sst2_tokenizer):
 def test_finetune_from_a_converted_hugging_face_fnet(tmp_path, tokenizer_dir):
     """HF FNet folder (weights + tokenizer) -> `convert from-hf` -> `finetune --init`."""
     transformers = pytest.importorskip("transformers")
-    from tokenmix.tokenizer import Tokenizer
+    from tokenmix.text.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(tokenizer_dir)
     config = transformers.FNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,

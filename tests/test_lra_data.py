@@ -12,7 +12,7 @@ import pytest
 from tokenmix.lra import image, listops as lra_listops, pathfinder
 from tokenmix.lra.data import DataOptions, Encoder, load_task_splits
 from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, get_task
-from tokenmix.tasks import listops
+from tokenmix.lra import listops_grammar as listops
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lra"
 

@@ -16,7 +16,7 @@ from tokenmix.cli import main
 from tokenmix.lra import speed
 from tokenmix.lra.models import HeadConfig, LRAClassifier, build_lra_model, load_lra_model, pool
 from tokenmix.lra.tasks import TASKS, get_task, model_overrides
-from tokenmix.registry import make_config
+from tokenmix.models.registry import make_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lra"
 

@@ -210,7 +210,7 @@ def test_torch_export_traces_without_complex_ops(name):
 
 
 def test_override_strings_are_typed_by_the_config():
-    from tokenmix.config import parse_overrides
+    from tokenmix.models.config import parse_overrides
 
     parsed = parse_overrides(["dropout=0.0", "fourier_impl=matmul", "zero_biases=true", "embedding_size=None", "num_layers=3"])
     assert parsed == {"dropout": 0.0, "fourier_impl": "matmul", "zero_biases": True, "embedding_size": None, "num_layers": 3}

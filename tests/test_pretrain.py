@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 import tokenmix
-from tokenmix.data.prepare import DataPrepareConfig, prepare_data
-from tokenmix.tokenizer import TokenizerTrainConfig, train_tokenizer
+from tokenmix.text.prepare import DataPrepareConfig, prepare_data
+from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
 from tokenmix.train.pretrain import PretrainConfig, run_pretraining
 
 WORDS = "the a river mountain city old new quick slow red green blue bird fish tree stone light dark sings runs".split()
@@ -219,7 +219,7 @@ def test_moe_auxiliary_losses_are_added_and_logged(corpus, tmp_path):
 
 def heldout_kl(student_dir: Path, teacher_dir: Path, corpus: Path) -> float:
     """Mean KL(teacher ‖ student) at temperature 1 over the masked positions of two held-out batches."""
-    from tokenmix.data.pretraining import PretrainingDataConfig, PretrainingDataset
+    from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset
     from tokenmix.train.distill import soft_kl
 
     data, data_config = PretrainingDataset(corpus, "heldout"), PretrainingDataConfig(max_seq_len=32, max_predictions_per_seq=5)

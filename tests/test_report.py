@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tokenmix.cli import main
-from tokenmix.pareto import Point, pareto_front
-from tokenmix.report import ReportConfig, bench_time, build_report
-from tokenmix.summaries import classify, collect
+from tokenmix.reporting.pareto import Point, pareto_front
+from tokenmix.reporting.report import ReportConfig, bench_time, build_report
+from tokenmix.reporting.summaries import classify, collect
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import tokenmix
-from tokenmix.config import ModelConfig
-from tokenmix.mixing import get_mixer
-from tokenmix.mixing import structured
-from tokenmix.mixing.structured import CirculantMixing, ToeplitzMixing, circulant_matmul, fast_fft_size
+from tokenmix.models.config import ModelConfig
+from tokenmix.models.mixing.registry import get_mixer
+from tokenmix.models.mixing import structured
+from tokenmix.models.mixing.structured import CirculantMixing, ToeplitzMixing, circulant_matmul, fast_fft_size
 
 MIXERS = ["circulant", "toeplitz"]
 

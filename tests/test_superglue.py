@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tokenmix.metrics import superglue as m
-from tokenmix.tasks.examples import Example
-from tokenmix.tasks.superglue import (SEGMENT_SEP, TASKS, available_splits, from_hf_dataset, get_task,
-                                      load_split, read_jsonl)
+from tokenmix.benchmarks import superglue_metrics as m
+from tokenmix.benchmarks.examples import Example
+from tokenmix.benchmarks.superglue import SEGMENT_SEP, TASKS, available_splits, from_hf_dataset, get_task, load_split, read_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "superglue"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "superglue"

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from tokenmix.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from tokenmix.text.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
 WORDS = ("the a of and to in is was for on that with as by at from his her it an were are which this be or has "
          "had not but tokenizer mixing fourier transform encoder attention sequence hidden layer token model "

@@ -13,26 +13,26 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .config import PRESETS, ModelConfig  # noqa: E402
-from .registry import create_model, get_variant, list_models, make_config, register_variant  # noqa: E402
+from tokenmix.models.config import PRESETS, ModelConfig
+from tokenmix.models.registry import get_variant, list_models, make_config, register_variant
+from tokenmix.version import __version__
 
 _LAZY = {
-    "load_pretrained": "checkpoint",
-    "save_pretrained": "checkpoint",
-    "build_model": "modeling",
-    "EncoderOutput": "modeling",
-    "TokenMixPreTrainedModel": "modeling",
-    "TokenMixModel": "modeling",
-    "TokenMixForPreTraining": "heads",
-    "TokenMixForSequenceClassification": "heads",
-    "TokenMixForSequenceRegression": "heads",
-    "PreTrainingOutput": "heads",
-    "ClassificationOutput": "heads",
-    "fourier_transform": "mixing.fourier",
-    "register_mixer": "mixing",
-    "list_mixers": "mixing",
+    "create_model": "models.factory",
+    "load_pretrained": "models.factory",
+    "save_pretrained": "io.checkpoint",
+    "build_model": "models.factory",
+    "EncoderOutput": "models.encoder",
+    "TokenMixPreTrainedModel": "models.encoder",
+    "TokenMixModel": "models.encoder",
+    "TokenMixForPreTraining": "models.heads",
+    "TokenMixForSequenceClassification": "models.heads",
+    "TokenMixForSequenceRegression": "models.heads",
+    "PreTrainingOutput": "models.heads",
+    "ClassificationOutput": "models.heads",
+    "fourier_transform": "models.mixing.fourier",
+    "register_mixer": "models.mixing.registry",
+    "list_mixers": "models.mixing.registry",
 }
 
 
@@ -46,5 +46,5 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["PRESETS", "ModelConfig", "create_model", "get_variant", "list_models", "make_config",
+__all__ = ["PRESETS", "ModelConfig", "get_variant", "list_models", "make_config",
            "register_variant", "__version__", *_LAZY]

@@ -14,8 +14,8 @@ import types
 import typing
 from typing import Any, Callable, Sequence
 
-from . import __version__
-from .utils import write_json
+from tokenmix.version import __version__
+from tokenmix.utils import write_json
 
 
 def _comma_list(item_type: type) -> Callable[[str], tuple]:
@@ -63,10 +63,10 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
 def cmd_models(args: argparse.Namespace) -> None:
     import torch
 
-    from .config import PRESETS
-    from .modeling import build_model
-    from .registry import get_variant, list_models, make_config
-    from .tables import render_table
+    from tokenmix.models.config import PRESETS
+    from tokenmix.models.factory import build_model
+    from tokenmix.models.registry import get_variant, list_models, make_config
+    from tokenmix.reporting.tables import render_table
 
     rows, records = [], []
     for name in list_models():
@@ -84,19 +84,19 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def run_demo(config: Any) -> None:
-    from .demo import format_table, run_demo
+    from tokenmix.train.demo import format_table, run_demo
 
     print(format_table(run_demo(config)))  # run_demo writes config.json itself
 
 
 def run_tokenizer_train(config: Any) -> None:
-    from .tokenizer import train_tokenizer
+    from tokenmix.text.tokenizer import train_tokenizer
 
     print(f"wrote {train_tokenizer(config)}")
 
 
 def run_data_prepare(config: Any) -> None:
-    from .data.prepare import prepare_data
+    from tokenmix.text.prepare import prepare_data
 
     out = prepare_data(config)
     meta = json.loads((out / "meta.json").read_text())
@@ -107,7 +107,7 @@ def run_data_prepare(config: Any) -> None:
 def run_pretrain(config: Any) -> None:
     import os
 
-    from .train.pretrain import run_pretraining
+    from tokenmix.train.pretrain import run_pretraining
 
     summary = run_pretraining(config)
     if os.environ.get("RANK", "0") == "0":
@@ -119,8 +119,8 @@ def run_pretrain(config: Any) -> None:
 
 
 def run_finetune(config: Any) -> None:
-    from .tables import render_table
-    from .train.finetune import run_finetune
+    from tokenmix.reporting.tables import render_table
+    from tokenmix.train.finetune import run_finetune
 
     metrics = run_finetune(config)
     rows = [[split, *(f"{v:.2f}" for v in values.values())] for split, values in metrics["splits"].items()]
@@ -132,7 +132,7 @@ def run_finetune(config: Any) -> None:
 
 def run_benchmark(benchmark: str) -> Callable[[Any], None]:
     def run(config: Any) -> None:
-        from .train.suite import format_table, run_suite
+        from tokenmix.train.suite import format_table, run_suite
 
         print(format_table(run_suite(config, benchmark)))
         print(f"wrote {config.out}/{benchmark}.md and {benchmark}.json")
@@ -141,8 +141,8 @@ def run_benchmark(benchmark: str) -> Callable[[Any], None]:
 
 
 def run_distill(config: Any) -> None:
-    from .tables import render_table
-    from .train.distill import run_distill
+    from tokenmix.reporting.tables import render_table
+    from tokenmix.train.distill import run_distill
 
     r = run_distill(config)
     rows = [[role, r[role]["model"], f"{r[role]['params'] / 1e6:.1f}M", f"{r[role]['score']:.2f}",
@@ -152,7 +152,7 @@ def run_distill(config: Any) -> None:
 
 
 def run_predict(config: Any) -> None:
-    from .inference import run_predict
+    from tokenmix.text.classifier import run_predict
 
     for result in run_predict(config):
         if "score" in result:
@@ -167,13 +167,13 @@ def run_predict(config: Any) -> None:
 CONFIG_COMMANDS = (
     (("demo",), "train a tiny FNet and a tiny BERT on a generated ListOps task and compare them",
      "Train each model for a fixed time on a generated ListOps-style task (no downloads), then print "
-     "steps/s, peak memory and accuracy side by side.", "demo:DemoConfig", run_demo),
+     "steps/s, peak memory and accuracy side by side.", "train.demo:DemoConfig", run_demo),
     (("tokenizer", "train"), "train a SentencePiece-style Unigram tokenizer (tokenizer.json)",
      "Train a Unigram tokenizer with Hugging Face tokenizers on text / JSONL (.gz) files; special tokens "
-     "[PAD] [UNK] [CLS] [SEP] [MASK].", "tokenizer:TokenizerTrainConfig", run_tokenizer_train),
+     "[PAD] [UNK] [CLS] [SEP] [MASK].", "text.tokenizer:TokenizerTrainConfig", run_tokenizer_train),
     (("data", "prepare"), "tokenize a corpus into memory-mapped pretraining shards",
      "Tokenize plain text (documents separated by blank lines) or JSONL into memory-mapped shards with "
-     "document boundaries and a held-out split; reruns skip finished shards.", "data.prepare:DataPrepareConfig",
+     "document boundaries and a held-out split; reruns skip finished shards.", "text.prepare:DataPrepareConfig",
      run_data_prepare),
     (("pretrain",), "MLM + NSP pretraining of any variant (torchrun for several processes)",
      "Pretrain with AdamW, warm-up and linear decay, checkpoints and exact --resume; run under "
@@ -196,15 +196,15 @@ CONFIG_COMMANDS = (
      "train.distill:DistillConfig", run_distill),
     (("predict",), "classify texts with a fine-tuned model (label and probabilities)",
      "Classify one text or text pair given on the command line, or every line of --file (batched).",
-     "inference:PredictConfig", run_predict),
+     "text.classifier:PredictConfig", run_predict),
 )
 
 
-COMMAND_MODULES = ("bench.commands", "lra.commands", "export", "report", "reproduce.commands")
+COMMAND_MODULES = ("bench.commands", "lra.commands", "io.configs", "reporting.report", "reproduce.commands")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from . import convert
+    from tokenmix.io import huggingface as convert
 
     out = (convert.from_hf if args.direction == "from-hf" else convert.to_hf)(args.src, args.dst)
     print(f"converted {args.src} -> {out}")

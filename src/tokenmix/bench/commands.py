@@ -9,7 +9,7 @@ GROUP_HELP = {"bench": "speed and memory benchmarks"}
 
 
 def run_bench_speed(config: Any) -> None:
-    from .speed import format_peer_table, format_speed_table, run_speed_benchmark
+    from tokenmix.bench.speed import format_peer_table, format_speed_table, run_speed_benchmark
 
     records = run_speed_benchmark(config)
     print(format_speed_table(records, config.baseline))
@@ -21,14 +21,14 @@ def run_bench_speed(config: Any) -> None:
 
 
 def run_bench_scaling(config: Any) -> None:
-    from .scaling import run_scaling_benchmark, summarize
+    from tokenmix.bench.scaling import run_scaling_benchmark, summarize
 
     print(summarize(run_scaling_benchmark(config)))
     print(f"wrote {config.out}/scaling.json, scaling.md, scaling.png, scaling.svg")
 
 
 def run_bench_moe(config: Any) -> None:
-    from .moe import format_moe_table, run_moe_benchmark
+    from tokenmix.bench.moe import format_moe_table, run_moe_benchmark
 
     print(format_moe_table(run_moe_benchmark(config)))
 

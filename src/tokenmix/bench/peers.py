@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..config import ModelConfig
+from tokenmix.models.config import ModelConfig
 
 # peer name -> (tokenmix variant whose size it copies, transformers class prefix)
 PEERS = {"hf_fnet": ("fnet", "FNet"), "hf_bert": ("bert", "Bert")}

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..tables import mib, render_markdown, render_table
-from ..utils import atomic_write, write_json
-from .speed import MODES, SpeedBenchConfig
+from tokenmix.reporting.tables import mib, render_markdown, render_table
+from tokenmix.utils import atomic_write, write_json
+from tokenmix.bench.speed import MODES, SpeedBenchConfig
 
 
 @dataclass
@@ -97,9 +97,9 @@ def _predicted_seconds(done: list[dict[str, Any]], seq_len: int, steps: int) -> 
 def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from ..measure import resolve_device
-    from ..utils import ensure_writable
-    from .speed import measure_or_fail
+    from tokenmix.bench.measure import resolve_device
+    from tokenmix.utils import ensure_writable
+    from tokenmix.bench.speed import measure_or_fail
 
     resolve_device(config.device)
     ensure_writable(config.out, directory=True, flag="--out")

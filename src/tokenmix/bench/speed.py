@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..tables import mib, render_markdown, render_table
-from ..utils import atomic_write, write_json
+from tokenmix.reporting.tables import mib, render_markdown, render_table
+from tokenmix.utils import atomic_write, write_json
 
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
 AMP_DTYPES = ("none", "bf16", "fp16")
@@ -53,8 +53,8 @@ class SpeedBenchConfig:
     markdown: str | None = field(default=None, metadata={"help": "write the tables as markdown to this file"})
 
     def __post_init__(self) -> None:
-        from ..registry import get_variant
-        from .peers import COMPARE
+        from tokenmix.models.registry import get_variant
+        from tokenmix.bench.peers import COMPARE
 
         for name in self.models:
             get_variant(name)
@@ -77,7 +77,7 @@ class SpeedBenchConfig:
     @property
     def subjects(self) -> tuple[str, ...]:
         """Our models, then the peers --compare adds."""
-        from .peers import COMPARE
+        from tokenmix.bench.peers import COMPARE
 
         return self.models + tuple(p for c in self.compare for p in COMPARE[c] if p not in self.models)
 
@@ -104,9 +104,9 @@ def build(name: str, mode: str, seq_len: int, config: SpeedBenchConfig, device: 
           ) -> tuple[Any, Callable[[Any], Any]]:
     """(model on ``device``, forward): ``forward(module)`` runs ``module`` (the model or its compiled
     form) on one fixed batch and returns the output (with ``.loss`` in the training modes)."""
-    from ..registry import make_config
-    from ..modeling import build_model
-    from .peers import PEERS, build_peer
+    from tokenmix.models.registry import make_config
+    from tokenmix.models.factory import build_model
+    from tokenmix.bench.peers import PEERS, build_peer
 
     variant = PEERS[name][0] if name in PEERS else name
     model_config = make_config(variant, config.preset, head=MODES[mode], fourier_impl=config.fourier_impl,
@@ -124,7 +124,7 @@ def make_step(mode: str, model: Any, module: Any, forward: Callable[[Any], Any],
     """(one benchmark step, its optimizer or None); ``module`` is ``model`` or its compiled form."""
     import torch
 
-    from ..optim import adamw
+    from tokenmix.train.optim import adamw
 
     autocast = torch.autocast(device.type, dtype=amp, enabled=amp is not None)
     if mode == "inference":
@@ -154,10 +154,10 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     """Time one (model, length, mode) configuration in this process."""
     import torch
 
-    from ..measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
-    from ..mixing.autotune import choices
-    from .flops import count_matmul_flops, matmul_precision, peak_tflops
-    from .peers import PEERS
+    from tokenmix.bench.measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
+    from tokenmix.models.mixing.autotune import choices
+    from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
+    from tokenmix.bench.peers import PEERS
 
     torch.manual_seed(config.seed)
     if config.threads:
@@ -195,7 +195,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
 def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
     """:func:`measure`, in a fresh process on CPU; a configuration that runs out of memory or time
     becomes a record with ``error`` so that the other results are kept."""
-    from ..measure import resource_error, resolve_device, run_isolated
+    from tokenmix.bench.measure import resource_error, resolve_device, run_isolated
 
     try:
         if config.isolate and resolve_device(config.device).type == "cpu":
@@ -213,7 +213,7 @@ def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig
 def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One record from the same configuration measured in several rounds: the median over every
     timed step, the largest peak memory; any failed round fails the configuration."""
-    from ..measure import median
+    from tokenmix.bench.measure import median
 
     failed = next((r for r in rounds if r.get("error")), None)
     if failed or len(rounds) == 1:
@@ -235,9 +235,9 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     the records. Output paths and the device are checked before anything is measured."""
     from tqdm.auto import tqdm
 
-    from ..measure import resolve_device
-    from ..utils import ensure_writable
-    from .peers import require_transformers
+    from tokenmix.bench.measure import resolve_device
+    from tokenmix.utils import ensure_writable
+    from tokenmix.bench.peers import require_transformers
 
     resolve_device(config.device)
     if config.compare:
@@ -305,7 +305,7 @@ def format_speed_table(records: list[dict[str, Any]], baseline: str = "bert", ma
 def format_peer_table(records: list[dict[str, Any]], markdown: bool = False) -> str:
     """Our models against every peer at the same (mode, seq_len): peer ms / our ms (2.00x = we are
     twice as fast)."""
-    from .peers import PEERS
+    from tokenmix.bench.peers import PEERS
 
     peers = [p for p in PEERS if any(r["model"] == p for r in records)]
     by_key = {(r["model"], r["seq_len"], r["mode"]): r for r in records}

@@ -17,7 +17,7 @@ def _baselines(record: dict[str, Any], rule: str) -> str:
 
 
 def run_lra_run(config: Any) -> None:
-    from .run import run_lra
+    from tokenmix.lra.run import run_lra
 
     s = run_lra(config)
     flag = " (at chance)" if s["at_chance"] else ""
@@ -28,7 +28,7 @@ def run_lra_run(config: Any) -> None:
 
 
 def run_lra_eval(config: Any) -> None:
-    from .run import run_eval
+    from tokenmix.lra.run import run_eval
 
     r = run_eval(config)
     baselines = _baselines(r, " fitted on this split")
@@ -37,13 +37,13 @@ def run_lra_eval(config: Any) -> None:
 
 
 def run_lra_table(config: Any) -> None:
-    from .table import run_table
+    from tokenmix.lra.table import run_table
 
     print(run_table(config))
 
 
 def run_lra_speed(config: Any) -> None:
-    from .speed import format_markdown, run_speed_table
+    from tokenmix.lra.speed import format_markdown, run_speed_table
 
     result = run_speed_table(config)
     print(format_markdown(result, config.baseline))

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..utils import atomic_write
-from .tasks import TaskSpec
+from tokenmix.utils import atomic_write
+from tokenmix.lra.tasks import TaskSpec
 
 SPLITS = ("train", "val", "test")
 OVERFLOW = ("truncate", "error")
@@ -156,7 +156,7 @@ def parse_label(text: str, num_classes: int) -> int:
 
 
 def bytes_ids(text: str) -> list[int]:
-    from .tasks import BYTE_OFFSET
+    from tokenmix.lra.tasks import BYTE_OFFSET
 
     return [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
@@ -246,10 +246,10 @@ class DataOptions:
 
 
 def make_encoder(task: TaskSpec, options: DataOptions) -> Encoder:
-    from .tasks import BYTE_CLS
+    from tokenmix.lra.tasks import BYTE_CLS
 
     if task.name == "listops":
-        from ..tasks.listops import CLS_ID, VOCAB_SIZE
+        from tokenmix.lra.listops_grammar import CLS_ID, VOCAB_SIZE
 
         return Encoder(task.seq_len, CLS_ID if options.pooling == "cls" else None, options.on_overflow, VOCAB_SIZE)
     return Encoder(task.seq_len, BYTE_CLS if options.pooling == "cls" else None, options.on_overflow, task.vocab_size)
@@ -259,7 +259,7 @@ def load_task_splits(task: TaskSpec, options: DataOptions, splits: Sequence[str]
     """The requested splits of ``task``: read from ``options.data_dir`` in the official file format, or
     generated (listops, pathfinder) when no data directory is given; cut to ``options.max_len`` tokens
     when that is shorter than the task's length (the cache keeps the full sequences)."""
-    from . import image, listops, pathfinder, text
+    from tokenmix.lra import image, listops, pathfinder, text
 
     loaders = {"listops": listops.load, "text": text.load_text, "retrieval": text.load_retrieval, "image": image.load}
     if task.name.startswith("pathfinder"):

@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DataOptions, Split, cache_key, cached, make_encoder, shuffled_holdout
-from .tasks import BYTE_OFFSET, TaskSpec
+from tokenmix.lra.data import DataOptions, Split, cache_key, cached, make_encoder, shuffled_holdout
+from tokenmix.lra.tasks import BYTE_OFFSET, TaskSpec
 
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -1,5 +1,5 @@
 """LRA ListOps data: the official ``basic_{train,val,test}.tsv`` files (columns ``Source``, ``Target``)
-or our generator (:mod:`tokenmix.tasks.listops`) at the published settings.
+or our generator (:mod:`tokenmix.lra.listops_grammar`) at the published settings.
 
 The official files write each expression as a parenthesised binary tree, e.g.
 ``( ( ( [MAX 2 ) 9 ) ] )``; the parentheses repeat the structure that ``[OP`` ... ``]`` already gives,
@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..tasks import listops
-from .data import DataOptions, Split, cache_key, cached, make_encoder, parse_label, read_tsv
-from .tasks import TaskSpec
+from tokenmix.lra import listops_grammar as listops
+from tokenmix.lra.data import DataOptions, Split, cache_key, cached, make_encoder, parse_label, read_tsv
+from tokenmix.lra.tasks import TaskSpec
 
 # The LRA generator keeps expressions with 500 < length < 2000 tokens (strict), 96k/2k/2k examples.
 SIZES = {"train": 96_000, "val": 2_000, "test": 2_000}
@@ -62,7 +62,7 @@ def generate_files(out_dir: Path, seed: int, sizes: dict[str, int]) -> dict[str,
     splits are disjoint and each is a pure function of ``seed``."""
     from tqdm.auto import tqdm
 
-    from ..utils import atomic_write
+    from tokenmix.utils import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import find_model_dir, load_weights, read_config, read_safetensors, save_weights
-from ..config import ModelConfig
-from ..heads import ClassificationOutput
-from ..utils import write_json
+from tokenmix.io.checkpoint import find_model_dir, load_weights, read_config, read_safetensors, save_weights
+from tokenmix.models.config import ModelConfig
+from tokenmix.models.heads import ClassificationOutput
+from tokenmix.utils import write_json
 
 HEAD_NAME = "lra.json"
 
@@ -58,11 +58,11 @@ def _mlp(*sizes: int) -> nn.Sequential:
 
 class LRAClassifier(nn.Module):
     """``model(input_ids, attention_mask, labels=None, input_ids2=None, attention_mask2=None)`` ->
-    :class:`~tokenmix.heads.ClassificationOutput` (``loss`` when labels are given)."""
+    :class:`~tokenmix.models.heads.ClassificationOutput` (``loss`` when labels are given)."""
 
     def __init__(self, config: ModelConfig, head: HeadConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
-        from ..modeling import Encoder
+        from tokenmix.models.encoder import Encoder
 
         self.config, self.head_config = config, head
         self.encoder = encoder if encoder is not None else Encoder(config)
@@ -106,8 +106,8 @@ def build_lra_model(name: str, preset: str, head: HeadConfig, overrides: dict[st
     ``seq_len`` content tokens (default: the task's length)."""
     from dataclasses import replace
 
-    from ..registry import make_config
-    from .tasks import get_task, model_overrides
+    from tokenmix.models.registry import make_config
+    from tokenmix.lra.tasks import get_task, model_overrides
 
     task = get_task(head.task)
     task = replace(task, seq_len=seq_len) if seq_len else task

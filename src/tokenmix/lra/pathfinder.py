@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DataOptions, Split, cache_key, cached, make_encoder
-from .tasks import BYTE_OFFSET, TaskSpec
+from tokenmix.lra.data import DataOptions, Split, cache_key, cached, make_encoder
+from tokenmix.lra.tasks import BYTE_OFFSET, TaskSpec
 
 DIFFICULTY = {"easy": 6, "intermediate": 9, "hard": 14}
 OFFICIAL_DIRS = {"easy": "curv_baseline", "intermediate": "curv_contour_length_9", "hard": "curv_contour_length_14"}
@@ -180,7 +180,7 @@ def read_official(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """All images listed in ``folder/metadata/*`` (lines ``subdir file _ label ...``), in file order."""
     from PIL import Image
 
-    from .image import to_gray
+    from tokenmix.lra.image import to_gray
 
     images, labels = [], []
     for meta in sorted((folder / "metadata").glob("*")):

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..train.loop import FitConfig
-from ..utils import option
+from tokenmix.train.loop import FitConfig
+from tokenmix.utils import option
 
 SUMMARY = "summary.json"
 # A run that ends below this many percentage points over the majority class is flagged as "at chance".
@@ -60,7 +60,7 @@ class LRARunConfig(FitConfig, DataFlags):
     eval_batch_size: int = option(64, "examples per evaluation batch")
 
     def __post_init__(self) -> None:
-        from .tasks import get_task
+        from tokenmix.lra.tasks import get_task
 
         if not self.task:
             raise ValueError("missing TASK: one of listops, text, retrieval, image, pathfinder32, pathfinder64, pathfinder128")
@@ -76,7 +76,7 @@ class LRARunConfig(FitConfig, DataFlags):
             self.max_steps, self.epochs = defaults.get("max_steps", 0), defaults.get("epochs", 0.0)
         self.pooling = self.pooling or spec.pooling
         self.out = self.out or f"runs/lra/{spec.name}-{self.model}"
-        from ..registry import get_variant
+        from tokenmix.models.registry import get_variant
 
         get_variant(self.model)
         super().__post_init__()
@@ -86,7 +86,7 @@ class LRARunConfig(FitConfig, DataFlags):
 
 
 def data_options(config: Any, pooling: str) -> Any:
-    from .data import DataOptions
+    from tokenmix.lra.data import DataOptions
 
     return DataOptions(data_dir=config.data_dir or None, cache_dir=config.cache_dir, seed=config.seed, pooling=pooling,
                        on_overflow=config.on_overflow, train_size=config.train_size or None,
@@ -98,7 +98,7 @@ def accuracy(model: Any, split: Any, batch_size: int) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``split`` (eval mode, no gradients)."""
     import torch
 
-    from .data import iter_batches
+    from tokenmix.lra.data import iter_batches
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -136,12 +136,12 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from ..config import parse_overrides
-    from ..utils import write_json
-    from .data import load_task_splits
-    from .models import HEAD_NAME, HeadConfig, build_lra_model, load_lra_model
-    from .tasks import get_task
-    from ..train.loop import fit_sweep
+    from tokenmix.models.config import parse_overrides
+    from tokenmix.utils import write_json
+    from tokenmix.lra.data import load_task_splits
+    from tokenmix.lra.models import HEAD_NAME, HeadConfig, build_lra_model, load_lra_model
+    from tokenmix.lra.tasks import get_task
+    from tokenmix.train.loop import fit_sweep
 
     task, out = get_task(config.task), Path(config.out)
     seq_len = min(config.max_len or task.seq_len, task.seq_len)
@@ -198,7 +198,7 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
 
 
 def _device(config: Any) -> Any:
-    from ..measure import resolve_device
+    from tokenmix.bench.measure import resolve_device
 
     return resolve_device(config.device)
 
@@ -215,8 +215,8 @@ class LRAEvalConfig(DataFlags):
     json: str | None = option(None, "also write the result to this JSON file")
 
     def __post_init__(self) -> None:
-        from .data import SPLITS
-        from .tasks import get_task
+        from tokenmix.lra.data import SPLITS
+        from tokenmix.lra.tasks import get_task
 
         if not self.task or not self.checkpoint:
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
@@ -227,10 +227,10 @@ class LRAEvalConfig(DataFlags):
 
 
 def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
-    from ..utils import write_json
-    from .data import load_task_splits
-    from .models import load_lra_model
-    from .tasks import get_task
+    from tokenmix.utils import write_json
+    from tokenmix.lra.data import load_task_splits
+    from tokenmix.lra.models import load_lra_model
+    from tokenmix.lra.tasks import get_task
 
     model = load_lra_model(config.checkpoint).to(_device(config))
     if model.head_config.task != config.task:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import option, write_json
+from tokenmix.utils import option, write_json
 
 PERFORMER = "performer"
 
@@ -53,18 +53,18 @@ class LRASpeedConfig:
             raise ValueError("models and seq_lens must be non-empty and lengths positive")
         if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 or self.time_budget <= 0 or self.max_memory_gb <= 0:
             raise ValueError("batch_size, repeats, time_budget and max_memory_gb must be positive, warmup >= 0")
-        from .tasks import get_task
+        from tokenmix.lra.tasks import get_task
 
         get_task(self.task)
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"bert:attention_dropout=0.0"`` -> ("bert", {"attention_dropout": 0.0})."""
-    from ..config import parse_overrides
+    from tokenmix.models.config import parse_overrides
 
     name, *overrides = spec.split(":")
     if name != PERFORMER:
-        from ..registry import get_variant
+        from tokenmix.models.registry import get_variant
 
         get_variant(name)
     return name, parse_overrides(overrides)
@@ -72,9 +72,9 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def build_model(spec: str, task_name: str, seq_len: int) -> Any:
     """The LRA classifier of ``spec`` at the task's official size, for sequences of ``seq_len``."""
-    from ..registry import make_config
-    from .models import HeadConfig, LRAClassifier
-    from .tasks import get_task, model_overrides
+    from tokenmix.models.registry import make_config
+    from tokenmix.lra.models import HeadConfig, LRAClassifier
+    from tokenmix.lra.tasks import get_task, model_overrides
 
     name, overrides = parse_model_spec(spec)
     task = get_task(task_name)
@@ -93,7 +93,7 @@ def performer_encoder(config: Any) -> Any:
                          "(or drop performer from --models)") from None
     from torch import nn
 
-    from ..layers import Embeddings
+    from tokenmix.models.layers import Embeddings
 
     class PerformerEncoder(nn.Module):
         def __init__(self) -> None:
@@ -115,8 +115,8 @@ def measure(spec: str, seq_len: int, config: LRASpeedConfig, report: Any = None)
     """Time one configuration in this process; ``report(ms)`` is told every step's duration."""
     import torch
 
-    from ..measure import PeakMemory, device_name, median, resolve_device, synchronize
-    from ..optim import adamw
+    from tokenmix.bench.measure import PeakMemory, device_name, median, resolve_device, synchronize
+    from tokenmix.train.optim import adamw
 
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -246,7 +246,7 @@ def fit_exponent(records: list[dict[str, Any]], key: str) -> float | None:
 def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from ..measure import resolve_device
+    from tokenmix.bench.measure import resolve_device
 
     available = [spec for spec in config.models if parse_model_spec(spec)[0] != PERFORMER or _has_performer()]
     notes = [f"{spec}: skipped, performer-pytorch is not installed (pip install performer-pytorch)"
@@ -275,7 +275,7 @@ def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
     out = Path(config.out)
     write_json(out / "speed.json", result)
     markdown = format_markdown(result, config.baseline)
-    from ..utils import atomic_write
+    from tokenmix.utils import atomic_write
 
     atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(markdown + "\n"))
     plot(result, out / "speed.png")
@@ -290,7 +290,7 @@ def _has_performer() -> bool:
 
 def format_markdown(result: dict[str, Any], baseline: str = "bert") -> str:
     """Paper Table 5 layout: steps/s (speed-up vs the baseline) and peak memory per model and length."""
-    from ..tables import mib
+    from tokenmix.reporting.tables import mib
 
     records = result["results"]
     lengths = sorted({r["seq_len"] for r in records})
@@ -329,7 +329,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..utils import atomic_write
+    from tokenmix.utils import atomic_write
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for model, fit in result["fits"].items():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import option
+from tokenmix.utils import option
 
 
 @dataclass
@@ -34,7 +34,7 @@ def collect(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]
 
 
 def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
-    from .tasks import TABLE_COLUMNS, TASKS
+    from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
 
     titles = [TASKS[name].title for name in TABLE_COLUMNS]
     lines = ["| Model | " + " | ".join(titles) + " | Avg |", "|---" * (len(titles) + 2) + "|"]
@@ -57,8 +57,8 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run_table(config: LRATableConfig) -> str:
-    from ..utils import atomic_write, write_json
-    from .run import summaries
+    from tokenmix.utils import atomic_write, write_json
+    from tokenmix.lra.run import summaries
 
     records = summaries(config.runs)
     if not records:

@@ -12,7 +12,7 @@ Sizes are those of the LRA paper's appendix / the ``google-research/long-range-a
 
 (The repo's ``base_listops_config.py`` says 4 layers / FF 1024; we keep the paper's 6 / 2048, the
 configuration the issue and the FNet paper cite.) ``--preset lra`` means these sizes; any other preset
-name takes the size from :data:`tokenmix.config.PRESETS`, and ``--override`` changes any field. The
+name takes the size from :data:`tokenmix.models.config.PRESETS`, and ``--override`` changes any field. The
 model's ``max_position_embeddings`` is the task's sequence length, or the shorter ``--max-len`` of a run
 (+1 for the CLS token).
 """
@@ -83,7 +83,7 @@ def get_task(name: str) -> TaskSpec:
 
 
 def listops_vocab_size() -> int:
-    from ..tasks.listops import VOCAB_SIZE
+    from tokenmix.lra.listops_grammar import VOCAB_SIZE
 
     return VOCAB_SIZE
 

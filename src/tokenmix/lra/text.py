@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DataOptions, Split, bytes_ids, cache_key, cached, make_encoder, open_text, parse_label, read_tsv, shuffled_holdout
-from .tasks import TaskSpec
+from tokenmix.lra.data import DataOptions, Split, bytes_ids, cache_key, cached, make_encoder, open_text, parse_label, read_tsv, shuffled_holdout
+from tokenmix.lra.tasks import TaskSpec
 
 
 def _table_files(data_dir: Path, split: str) -> list[Path]:

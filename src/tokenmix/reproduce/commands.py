@@ -6,7 +6,7 @@ from typing import Any
 
 
 def run_reproduce(config: Any) -> None:
-    from .study import run_reproduce
+    from tokenmix.reproduce.study import run_reproduce
 
     print(f"wrote {run_reproduce(config)}")
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..utils import atomic_write, option, write_json
+from tokenmix.utils import atomic_write, option, write_json
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
 MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer", "fast_sparse_mixer")
@@ -48,7 +48,7 @@ class ReproduceConfig:
     seed: int = option(0, "seed of every stage")
 
     def __post_init__(self) -> None:
-        from ..registry import get_variant
+        from tokenmix.models.registry import get_variant
 
         if self.scale not in SCALES:
             raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
@@ -120,7 +120,7 @@ class Stages:
 
 def write_corpus(source: Path, target: Path, megabytes: float) -> None:
     """The first ``megabytes`` of whole documents of the corpus (documents separated by blank lines)."""
-    from ..data.text import read_documents
+    from tokenmix.text.corpus import read_documents
 
     limit, size, chunks = megabytes * 2**20, 0, []
     for doc in read_documents(source):
@@ -134,12 +134,12 @@ def write_corpus(source: Path, target: Path, megabytes: float) -> None:
 
 
 def run_reproduce(config: ReproduceConfig) -> Path:
-    from ..bench.speed import SpeedBenchConfig, run_speed_benchmark
-    from ..data.prepare import DataPrepareConfig, prepare_data
-    from ..tokenizer import TokenizerTrainConfig, train_tokenizer
-    from ..train.pretrain import PretrainConfig, run_pretraining
-    from ..train.suite import GlueConfig, run_suite
-    from .writeup import write_report
+    from tokenmix.bench.speed import SpeedBenchConfig, run_speed_benchmark
+    from tokenmix.text.prepare import DataPrepareConfig, prepare_data
+    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.train.pretrain import PretrainConfig, run_pretraining
+    from tokenmix.train.suite import GlueConfig, run_suite
+    from tokenmix.reproduce.writeup import write_report
 
     check_data(config)
     out, scale = claim_results_dir(config), SCALES[config.scale]

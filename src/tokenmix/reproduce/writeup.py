@@ -8,9 +8,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, paper
-from ..tables import render_markdown
-from ..utils import atomic_write
+from tokenmix.version import __version__
+from tokenmix.reporting import paper
+from tokenmix.reporting.tables import render_markdown
+from tokenmix.utils import atomic_write
 
 
 def _load(path: Path) -> Any:
@@ -65,7 +66,7 @@ def _fine_tuning_steps(out: Path, model: str) -> str:
 
 
 def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
-    from ..train.suite import GLUE_COLUMNS
+    from tokenmix.train.suite import GLUE_COLUMNS
 
     columns = [c for c in GLUE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
     bert = glue.get("bert")
@@ -149,8 +150,8 @@ def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str,
 
 
 def write_report(out: Path, config: Any, marker: dict[str, Any]) -> Path:
-    from ..measure import device_name, resolve_device
-    from ..pareto import Point, pareto_front, plot_pareto
+    from tokenmix.bench.measure import device_name, resolve_device
+    from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 
     models = list(config.models)
     runs = {m: _load(out / "pretrain" / m / "summary.json") for m in models}

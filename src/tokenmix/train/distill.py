@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, option, write_json
-from .finetune import FinetuneOptions
+from tokenmix.utils import atomic_write, option, write_json
+from tokenmix.train.finetune import FinetuneOptions
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DistillConfig(FinetuneOptions):
     temperature: float = option(2.0, "softmax temperature of the KL term")
 
     def __post_init__(self) -> None:
-        from ..tasks.adapters import get_adapter
+        from tokenmix.benchmarks.adapters import get_adapter
 
         self.model = self.student
         super().__post_init__()
@@ -80,7 +80,7 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
     """The teacher's logits for ``examples``, from the disk cache when its key matches."""
     from safetensors.torch import load_file, save_file
 
-    from ..data.text_pairs import predict_logits
+    from tokenmix.text.pairs import predict_logits
 
     batches = teacher.batches(examples, 128)
     data = batches.data
@@ -103,7 +103,7 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
 
 
 def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, tokenizer: Any) -> None:
-    from .finetune import find_tokenizer
+    from tokenmix.train.finetune import find_tokenizer
 
     if (task_info.get("benchmark", "glue"), task_info["task"]) != (config.benchmark, config.task.lower()):
         raise ValueError(f"the teacher in {teacher_dir} was fine-tuned on {task_info.get('benchmark', 'glue')} "
@@ -117,7 +117,7 @@ def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, token
 
 
 def _ms_per_example(model: Any, batches: Any) -> float:
-    from ..data.text_pairs import predict_logits
+    from tokenmix.text.pairs import predict_logits
 
     times = []
     for _ in range(3):
@@ -130,15 +130,15 @@ def _ms_per_example(model: Any, batches: Any) -> float:
 def run_distill(config: DistillConfig) -> dict[str, Any]:
     import json
 
-    from ..checkpoint import find_model_dir, load_pretrained
-    from ..data.text_pairs import predict_logits
-    from ..inference import TextClassifier
-    from ..measure import resolve_device
-    from ..modeling import TokenMixPreTrainedModel
-    from ..tasks.adapters import get_adapter
-    from .finetune import (TASK_FILE, build_task_model, evaluate_and_write, prepare_task, reuse_first,
-                           save_task_files, task_values)
-    from .loop import fit_sweep
+    from tokenmix.io.checkpoint import find_model_dir
+    from tokenmix.models.factory import load_pretrained
+    from tokenmix.text.pairs import predict_logits
+    from tokenmix.text.classifier import TextClassifier
+    from tokenmix.bench.measure import resolve_device
+    from tokenmix.models.encoder import TokenMixPreTrainedModel
+    from tokenmix.benchmarks.adapters import get_adapter
+    from tokenmix.train.finetune import TASK_FILE, build_task_model, evaluate_and_write, prepare_task, reuse_first, save_task_files, task_values
+    from tokenmix.train.loop import fit_sweep
 
     adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)
     teacher_dir = find_model_dir(config.teacher)
@@ -156,7 +156,7 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
     first = adapter.eval_splits[0]
 
     def loss_fn(model: TokenMixPreTrainedModel, batch: dict[str, Any]) -> Any:
-        from ..heads import add_aux_loss
+        from tokenmix.models.heads import add_aux_loss
 
         out_ = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         hard = model.loss(out_.logits, batch["labels"])

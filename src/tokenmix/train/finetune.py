@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..utils import option, write_json
-from .loop import FitConfig
+from tokenmix.utils import option, write_json
+from tokenmix.train.loop import FitConfig
 
 TASK_FILE = "task.json"
 
@@ -66,7 +66,7 @@ class FinetuneConfig(FinetuneOptions):
     benchmark: str = option("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
 
     def __post_init__(self) -> None:
-        from ..tasks.adapters import get_adapter
+        from tokenmix.benchmarks.adapters import get_adapter
 
         super().__post_init__()
         if not self.task:
@@ -77,8 +77,8 @@ class FinetuneConfig(FinetuneOptions):
 def find_tokenizer(init: str, explicit: str = "") -> Any:
     """``--tokenizer``, else a tokenizer stored with the model / run, else the one the run's
     pretraining data was prepared with (recorded in the data folder's ``meta.json``)."""
-    from ..checkpoint import find_model_dir
-    from ..tokenizer import Tokenizer
+    from tokenmix.io.checkpoint import find_model_dir
+    from tokenmix.text.tokenizer import Tokenizer
 
     if explicit:
         return Tokenizer.load(explicit)
@@ -100,10 +100,10 @@ def build_task_model(options: FinetuneOptions, num_labels: int, regression: bool
     """A classification / regression model from ``--init`` (encoder weights kept, new head)."""
     import torch
 
-    from ..checkpoint import load_pretrained
-    from ..config import parse_overrides
-    from ..modeling import build_model
-    from ..registry import make_config
+    from tokenmix.models.factory import load_pretrained
+    from tokenmix.models.config import parse_overrides
+    from tokenmix.models.factory import build_model
+    from tokenmix.models.registry import make_config
 
     head = "regression" if regression else "classification"
     overrides = {"head": head, "num_labels": num_labels, **parse_overrides(options.override)}
@@ -157,7 +157,7 @@ class TaskData:
 
 
 def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: int | None) -> TaskData:
-    from ..data.text_pairs import PairBatches, encode
+    from tokenmix.text.pairs import PairBatches, encode
 
     evals = {name: adapter.read(options.data_dir, name) for name in adapter.eval_splits}
     first, protocol = adapter.eval_splits[0], ""
@@ -191,7 +191,7 @@ def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: 
 
 
 def task_values(model: Any, data: TaskData, split: str) -> list:
-    from ..data.text_pairs import predict_logits
+    from tokenmix.text.pairs import predict_logits
 
     return data.adapter.values(predict_logits(model, data.batches[split]))
 
@@ -221,10 +221,10 @@ def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -
 
 def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``."""
-    from ..checkpoint import load_pretrained
-    from ..measure import resolve_device
-    from ..tasks.adapters import get_adapter
-    from .loop import fit_sweep
+    from tokenmix.models.factory import load_pretrained
+    from tokenmix.bench.measure import resolve_device
+    from tokenmix.benchmarks.adapters import get_adapter
+    from tokenmix.train.loop import fit_sweep
 
     adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)

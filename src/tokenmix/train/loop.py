@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..utils import option, write_json
+from tokenmix.utils import option, write_json
 
 
 @dataclass
@@ -71,17 +71,16 @@ def _better(value: float, best: float | None, greater_is_better: bool) -> bool:
 def fit(model: Any, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, config: FitConfig, out: str | Path,
         metric: str, greater_is_better: bool = True, desc: str = "train",
         loss_fn: Callable[[Any, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
-    """Train ``model`` (a :class:`~tokenmix.modeling.TokenMixPreTrainedModel` or any module with a
+    """Train ``model`` (a :class:`~tokenmix.models.encoder.TokenMixPreTrainedModel` or any module with a
     ``.config``) with ``config.lr[0]``; returns the summary also written to ``out/fit_summary.json``.
     ``loss_fn(model, batch)`` replaces the default ``model(**batch).loss`` (e.g. distillation)."""
     import torch
     from tqdm.auto import tqdm
 
-    from ..checkpoint import save_weights
-    from ..measure import PeakMemory, device_name, resolve_device
-    from ..optim import adamw, warmup_linear_decay
-    from .state import (StopSignal, checkpoint_dirs, gather_state, load_checkpoint, prepare_run_dir, restore_rng,
-                        save_checkpoint)
+    from tokenmix.io.checkpoint import save_weights
+    from tokenmix.bench.measure import PeakMemory, device_name, resolve_device
+    from tokenmix.train.optim import adamw, warmup_linear_decay
+    from tokenmix.train.state import StopSignal, checkpoint_dirs, gather_state, load_checkpoint, prepare_run_dir, restore_rng, save_checkpoint
 
     if steps_per_epoch < 1:
         raise ValueError("the training data gives no batch; check the training split and --batch-size")

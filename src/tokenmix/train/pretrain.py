@@ -1,7 +1,7 @@
 """MLM + NSP pretraining, single process or under ``torchrun`` (DDP, or FSDP with ``--fsdp``).
 
 Exact resumption: the batch of a step is a pure function of (seed, step) (see
-:mod:`tokenmix.data.pretraining`), and a checkpoint holds the weights, the optimizer state, the RNG
+:mod:`tokenmix.text.pretraining`), and a checkpoint holds the weights, the optimizer state, the RNG
 state and the step, so a run killed at any moment and resumed ends with the same weights as an
 uninterrupted one. Losses are normalised by the *global* number of masked positions / examples of a
 step (summed over ranks and accumulation micro-batches, as the official code psums before
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import option, write_json
+from tokenmix.utils import option, write_json
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PretrainConfig:
     device: str = option("auto", "auto, cpu, cuda")
 
     def __post_init__(self) -> None:
-        from ..registry import get_variant
+        from tokenmix.models.registry import get_variant
 
         get_variant(self.model)
         if not self.data:
@@ -107,9 +107,9 @@ def _metrics(sums: Any, masked: float, examples: float) -> dict[str, float]:
 def load_teacher(path: str, data: Any) -> Any:
     """The frozen teacher of pretraining distillation: it must have the MLM head and the vocabulary of
     the data's tokenizer (token ids mean the same words to both, or the KL is meaningless)."""
-    from ..checkpoint import load_pretrained
-    from ..tokenizer import Tokenizer
-    from .finetune import find_tokenizer
+    from tokenmix.models.factory import load_pretrained
+    from tokenmix.text.tokenizer import Tokenizer
+    from tokenmix.train.finetune import find_tokenizer
 
     teacher = load_pretrained(path)
     if teacher.config.head != "pretraining":
@@ -149,23 +149,15 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
-    from ..config import parse_overrides
-    from ..data.pretraining import PretrainingDataConfig, PretrainingDataset
-    from ..measure import device_name, resolve_device
-    from ..modeling import build_model
-    from ..optim import adamw, warmup_linear_decay
-    from ..registry import make_config
-    from .distill import soft_kl
-    from .distributed import gradient_sync, init_distributed, shutdown, wrap_model
-    from .state import (
-        StopSignal,
-        checkpoint_dirs,
-        gather_state,
-        load_checkpoint,
-        prepare_run_dir,
-        restore_rng,
-        save_checkpoint,
-    )
+    from tokenmix.models.config import parse_overrides
+    from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset
+    from tokenmix.bench.measure import device_name, resolve_device
+    from tokenmix.models.factory import build_model
+    from tokenmix.train.optim import adamw, warmup_linear_decay
+    from tokenmix.models.registry import make_config
+    from tokenmix.train.distill import soft_kl
+    from tokenmix.train.distributed import gradient_sync, init_distributed, shutdown, wrap_model
+    from tokenmix.train.state import StopSignal, checkpoint_dirs, gather_state, load_checkpoint, prepare_run_dir, restore_rng, save_checkpoint
 
     context = init_distributed(resolve_device(config.device))
     try:

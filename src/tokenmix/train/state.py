@@ -21,9 +21,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from ..checkpoint import read_config, read_safetensors, save_weights
-from ..config import ModelConfig
-from ..utils import write_json
+from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
+from tokenmix.models.config import ModelConfig
+from tokenmix.utils import write_json
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "training_state.pt"

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, option, write_json
-from .finetune import FinetuneConfig, FinetuneOptions
+from tokenmix.utils import atomic_write, option, write_json
+from tokenmix.train.finetune import FinetuneConfig, FinetuneOptions
 
 GLUE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
                 "cola": "CoLA", "stsb": "STS-B", "mrpc": "MRPC", "rte": "RTE", "wnli": "WNLI"}
@@ -36,8 +36,8 @@ class SuperGlueConfig(GlueConfig):
 
 
 def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
-    from ..tasks import glue, superglue
-    from ..tasks.adapters import get_adapter
+    from tokenmix.benchmarks import glue, superglue
+    from tokenmix.benchmarks.adapters import get_adapter
 
     if config.tasks:
         return [get_adapter(benchmark, name).name for name in config.tasks]
@@ -66,8 +66,8 @@ def _columns(benchmark: str, task: str, metrics: dict[str, Any]) -> dict[str, fl
 
 def format_table(result: dict[str, Any]) -> str:
     """Markdown: our row in the paper's column order (GLUE: with the paper's Base rows beside it)."""
-    from .. import paper
-    from ..tables import render_markdown
+    from tokenmix.reporting import paper
+    from tokenmix.reporting.tables import render_markdown
 
     names = GLUE_COLUMNS if result["kind"] == "glue" else SUPERGLUE_COLUMNS
     columns = [c for c in names if c in result["scores"]]
@@ -94,8 +94,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) -> dict[str, Any]:
     """AX-b and AX-g predicted by the fine-tuned RTE model: metrics, predictions, submission files."""
-    from ..inference import TextClassifier
-    from ..tasks.adapters import get_adapter
+    from tokenmix.text.classifier import TextClassifier
+    from tokenmix.benchmarks.adapters import get_adapter
 
     classifier, results = TextClassifier.from_pretrained(rte_dir / "best", device="cpu"), {}
     for name in ("axb", "axg"):
@@ -111,11 +111,11 @@ def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) 
 
 
 def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
-    from ..metrics.glue import glue_average
-    from ..metrics.superglue import superglue_average
-    from ..tasks.adapters import get_adapter
-    from ..tasks.glue import AVERAGE_CONVENTION
-    from .finetune import run_finetune
+    from tokenmix.benchmarks.glue_metrics import glue_average
+    from tokenmix.benchmarks.superglue_metrics import superglue_average
+    from tokenmix.benchmarks.adapters import get_adapter
+    from tokenmix.benchmarks.glue import AVERAGE_CONVENTION
+    from tokenmix.train.finetune import run_finetune
 
     out, tasks, submission = Path(config.out), _tasks(config, benchmark), Path(config.out) / "submission"
     options = {f.name: getattr(config, f.name) for f in fields(FinetuneOptions)}

@@ -1,0 +1,138 @@
+"""Saving and loading models: ``config.json`` + ``model.safetensors``.
+
+Weights only travel as safetensors (or, for foreign files, ``torch.load(weights_only=True)``), so
+loading never runs code from a file. Files are written to a temporary name and renamed, so an
+interrupted save never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from tokenmix.version import __version__
+from tokenmix.models.config import ModelConfig
+from tokenmix.utils import atomic_write
+
+if TYPE_CHECKING:
+    from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Where later pipelines put a model inside a run directory, in order of preference.
+_RUN_SUBDIRS = ("model", "best", "final")
+
+
+def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
+    """Save a model that has a ``config`` (a :class:`ModelConfig`)."""
+    return save_weights(model.config, model.state_dict(), directory)
+
+
+def save_weights(config: ModelConfig, state: dict[str, torch.Tensor], directory: str | Path) -> Path:
+    """Write a model folder from a config and a (full, unwrapped) state dict."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "tokenmix": __version__}))
+    payload = {"format": "tokenmix", "tokenmix_version": __version__, **config.to_dict()}
+    atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
+    return directory
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The directory holding config.json + model.safetensors: ``path`` itself, or inside a run
+    directory ``model/``, ``best/``, ``final/`` or the newest ``checkpoints/*`` / ``checkpoint-*``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model directory: {path}")
+    if path.is_file():
+        raise ValueError(f"{path} is a file; pass the directory that holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    if (path / CONFIG_NAME).is_file():
+        return path
+    candidates = [path / name for name in _RUN_SUBDIRS]
+    # Step-numbered names (zero-padded) sort by step; names starting with "." are unfinished writes.
+    candidates += sorted((p for p in (*path.glob("checkpoints/*"), *path.glob("checkpoint-*")) if not p.name.startswith(".")),
+                         key=lambda p: p.name, reverse=True)
+    for candidate in candidates:
+        if (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
+            return candidate
+    hint = ""
+    if (path / "pytorch_model.bin").exists() or (path / "flax_model.msgpack").exists():
+        hint = "; it looks like a Hugging Face folder: convert it with `tokenmix convert from-hf SRC DST`"
+    raise FileNotFoundError(f"no {CONFIG_NAME} in {path} (nor in a run subdirectory){hint}")
+
+
+def read_config(directory: Path) -> ModelConfig:
+    try:
+        data = json.loads((directory / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON ({err}); re-save the model") from None
+    if data.pop("format", None) != "tokenmix":
+        hint = " (a Hugging Face config: use `tokenmix convert from-hf`)" if "model_type" in data else ""
+        raise ValueError(f"{directory / CONFIG_NAME} is not a tokenmix config{hint}")
+    data.pop("tokenmix_version", None)
+    return ModelConfig.from_dict(data)
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"missing weights file {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt headers/data
+        raise ValueError(f"{path} is not a readable safetensors file ({err}); it is corrupt, truncated or "
+                         f"foreign: re-save it with save_pretrained or re-convert it") from None
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, required: str = "") -> None:
+    """Copy ``state`` into ``model`` after checking names and shapes; errors name every mismatch.
+    Every tensor whose name starts with ``required`` must be present (default: all of them); the
+    others keep their initialisation."""
+    expected = model.state_dict()
+    mismatched = [f"{name}: checkpoint {tuple(state[name].shape)} vs model {tuple(t.shape)}"
+                  for name, t in expected.items() if name in state and state[name].shape != t.shape]
+    if mismatched:
+        raise ValueError(f"shape mismatch loading {source}: " + "; ".join(mismatched[:5])
+                         + (f" (+{len(mismatched) - 5} more)" if len(mismatched) > 5 else "")
+                         + "; the checkpoint was saved with a different size configuration")
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(name for name in set(expected) - set(state) if name.startswith(required))
+    if unexpected or missing:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+        if unexpected:
+            problems.append(f"unexpected {', '.join(unexpected[:5])}" + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
+        raise ValueError(f"{source} does not match the model: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_model(path: str | Path, build: Callable[[ModelConfig], nn.Module], variant: str | None = None,
+               **overrides: Any) -> Any:
+    """Read the model folder at ``path`` (or a run directory's model) into ``build(config)``.
+
+    ``variant`` checks the saved variant (e.g. refuse a BERT checkpoint where FNet was expected).
+    ``overrides`` change config fields; ``head=`` swaps the task head: the encoder is loaded and a new
+    head is initialised (e.g. a pretraining checkpoint into ``head="classification"``).
+    """
+    directory = find_model_dir(path)
+    saved = read_config(directory)
+    if variant is not None and variant != saved.variant:
+        raise ValueError(f"{directory} holds a {saved.variant!r} model, not {variant!r}; "
+                         f"load it without variant= or pick a {variant!r} checkpoint")
+    config = saved.replace(**overrides)
+    model = build(config)
+    state = read_safetensors(directory / WEIGHTS_NAME)
+    if config.head != saved.head:  # keep the encoder, drop the old head, initialise the new one
+        state = {name: t for name, t in state.items() if name.startswith("encoder.")}
+        load_weights(model, state, str(directory), required="encoder.")
+    else:
+        load_weights(model, state, str(directory))
+    return model

@@ -1,0 +1,59 @@
+"""``tokenmix export onnx``: the command and its config (torch-free; the work is in
+:mod:`tokenmix.io.onnx`, imported when the command runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenmix.utils import option
+
+GROUP_HELP = {"export": "export models to other runtimes"}
+
+
+@dataclass
+class OnnxExportConfig:
+    model_dir: str = option("", "model folder (config.json + model.safetensors) or a run directory", positional=True)
+    out: str = option("", "the .onnx file to write", positional=True)
+    opset: int = option(18, "ONNX opset version")
+    seq_len: int | None = option(None, "sequence length of the graph (default: the model's max_position_embeddings); "
+                                       "fixed for mixing models, the example length for attention-only ones")
+    batch_size: int = option(2, "batch size of the example input traced (the batch axis of the graph is dynamic)")
+    encoder_only: bool = option(False, "export the bare encoder even when the folder holds a classification or "
+                                       "regression head")
+    check: bool = option(True, "compare with PyTorch on random inputs with onnxruntime before writing")
+    check_batch_sizes: tuple[int, ...] = option((1, 3), "batch sizes checked besides --batch-size")
+    atol: float = option(1e-4, "largest accepted absolute difference between ONNX and PyTorch outputs")
+    seed: int = option(0, "seed of the random check inputs")
+
+    def __post_init__(self) -> None:
+        if not self.model_dir or not self.out:
+            raise ValueError("give the model folder and the output file: tokenmix export onnx MODEL_DIR OUT.onnx")
+        if self.opset < 18:
+            raise ValueError(f"opset={self.opset} is too old for the exporter (LayerNormalization, Gelu); use 18 or newer")
+        if (self.seq_len is not None and self.seq_len < 1) or self.batch_size < 1 or min(self.check_batch_sizes, default=1) < 1:
+            raise ValueError("seq_len, batch_size and check_batch_sizes must be positive")
+        if not self.atol > 0:
+            raise ValueError(f"atol must be > 0, got {self.atol}")
+
+
+def run_export_onnx(config: OnnxExportConfig) -> None:
+    from tokenmix.io.onnx import export_onnx
+
+    result = export_onnx(config)
+    axes = ", ".join(f"{name} [{', '.join(map(str, shape))}]" for name, shape in result["inputs"].items())
+    print(f"exported {result['model']} ({result['head']}) -> {result['path']}: inputs {axes}; outputs "
+          f"{', '.join(result['outputs'])}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    if result["max_abs_diff"] is not None:
+        print(f"onnxruntime vs PyTorch on batch sizes {', '.join(map(str, result['checked_batch_sizes']))} and lengths "
+              f"{', '.join(map(str, result['checked_seq_lens']))}: max abs diff {result['max_abs_diff']:.2e} "
+              f"(tolerance {config.atol:g})")
+
+
+COMMANDS = (
+    (("export", "onnx"), "export an encoder or classification model to ONNX, checked with onnxruntime",
+     "Export the model in MODEL_DIR (Fourier mixing as DFT matrix products) with a dynamic batch axis, check it "
+     "against PyTorch with onnxruntime on random inputs, then write OUT atomically. Mixing models are fixed to "
+     "the exported sequence length.", "io.configs:OnnxExportConfig", run_export_onnx),
+)

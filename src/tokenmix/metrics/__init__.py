@@ -1,1 +1,0 @@
-"""Task metrics computed with scikit-learn / scipy (``glue``, ``superglue``)."""

@@ -1,0 +1,125 @@
+"""Text (pair) classification inputs: ``[CLS] a [SEP] b [SEP]`` encoding and batching.
+
+Length policy: an attention model honours the padding mask, so each batch is padded only to its
+longest member and examples of similar length are batched together (length bucketing). A model
+that mixes tokens with a fixed transform (``ModelConfig.length_dependent``: FNet, Linear, ...)
+would give a sentence a different prediction depending on its batch-mates' lengths, so every batch
+is padded to one fixed length, as the official code does.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from tokenmix.benchmarks.examples import Example
+
+
+@dataclass
+class Encoded:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    labels: list[int | float | None]
+    truncated: int  # examples cut to fit max_len
+
+
+def _truncate(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """Longest-first: drop tokens from the end of the longer segment until both fit ``budget``."""
+    a, b = list(a), list(b)
+    while len(a) + len(b) > budget:
+        (a if len(a) >= len(b) else b).pop()
+    return a, b
+
+
+def encode(tokenizer: Any, examples: Sequence[Example], max_len: int) -> Encoded:
+    """Token ids and segment ids of each example, truncated (longest segment first) to ``max_len``."""
+    if max_len < 4:
+        raise ValueError(f"max_seq_len must be at least 4 tokens, got {max_len}")
+    first = tokenizer.encode_batch([e.text_a for e in examples])
+    pairs = [e.text_b for e in examples]
+    second = tokenizer.encode_batch([t or "" for t in pairs])
+    ids, types, truncated = [], [], 0
+    for a, b, text_b in zip(first, second, pairs):
+        specials = 3 if text_b is not None else 2
+        if len(a) + len(b) + specials > max_len:
+            truncated += 1
+            a, b = _truncate(a, b, max_len - specials)
+        seq = [tokenizer.cls_id, *a, tokenizer.sep_id]
+        seg = [0] * len(seq)
+        if text_b is not None:
+            seq += [*b, tokenizer.sep_id]
+            seg += [1] * (len(b) + 1)
+        ids.append(seq)
+        types.append(seg)
+    return Encoded(ids, types, [e.label for e in examples], truncated)
+
+
+class PairBatches:
+    """Batches of an :class:`Encoded` set: ``batches(epoch)`` for training (shuffled from
+    ``seed + epoch``, so a resumed run sees the same order) and :meth:`ordered` for prediction."""
+
+    def __init__(self, data: Encoded, batch_size: int, pad_id: int, fixed_len: int | None, seed: int = 0,
+                 regression: bool = False, extras: dict[str, Any] | None = None) -> None:
+        """``extras``: per-example tensors (first axis = example) added to every batch under their
+        key, e.g. cached teacher logits for distillation."""
+        self.data, self.batch_size, self.pad_id = data, batch_size, pad_id
+        self.fixed_len, self.seed, self.regression, self.extras = fixed_len, seed, regression, extras or {}
+
+    def __len__(self) -> int:
+        return -(-len(self.data.input_ids) // self.batch_size)
+
+    def collate(self, indices: Sequence[int]) -> dict[str, Any]:
+        import torch
+
+        length = self.fixed_len or max(len(self.data.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), length), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(indices), length), dtype=torch.long)
+        mask = torch.zeros((len(indices), length), dtype=torch.long)
+        for row, i in enumerate(indices):
+            n = len(self.data.input_ids[i])
+            ids[row, :n] = torch.tensor(self.data.input_ids[i])
+            types[row, :n] = torch.tensor(self.data.token_type_ids[i])
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+        labels = [self.data.labels[i] for i in indices]
+        if all(label is not None for label in labels):
+            batch["labels"] = torch.tensor(labels, dtype=torch.float if self.regression else torch.long)
+        batch.update({key: values[list(indices)] for key, values in self.extras.items()})
+        return batch
+
+    def _groups(self, order: list[int]) -> list[list[int]]:
+        if self.fixed_len is None:  # bucketing: sort windows of 50 batches by length
+            window = 50 * self.batch_size
+            order = [i for start in range(0, len(order), window)
+                     for i in sorted(order[start:start + window], key=lambda i: len(self.data.input_ids[i]))]
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def __call__(self, epoch: int) -> Iterator[dict[str, Any]]:
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.data.input_ids)))
+        rng.shuffle(order)
+        groups = self._groups(order)
+        rng.shuffle(groups)
+        return (self.collate(group) for group in groups)
+
+    def ordered(self) -> Iterator[tuple[list[int], dict[str, Any]]]:
+        """(indices, batch) pairs covering every example once, grouped by length for speed."""
+        order = sorted(range(len(self.data.input_ids)), key=lambda i: len(self.data.input_ids[i]))
+        for group in (order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)):
+            yield group, self.collate(group)
+
+
+def predict_logits(model: Any, batches: PairBatches) -> Any:
+    """Logits [N, num_labels] of every example, in the original order (model in eval mode)."""
+    import torch
+
+    device = next(model.parameters()).device
+    rows: list[Any] = [None] * len(batches.data.input_ids)
+    with torch.inference_mode():
+        for indices, batch in batches.ordered():
+            inputs = {k: batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask")}
+            logits = model(**inputs).logits.float().cpu()
+            for i, row in zip(indices, logits):
+                rows[i] = row
+    return torch.stack(rows)

@@ -1,0 +1,268 @@
+"""Tokenize a text corpus once into memory-mappable shards for pretraining.
+
+Why shards of flat token arrays: training then reads any sentence of any document in O(1) through
+``np.load(mmap_mode="r")``, with no tokenizer in the loop and no corpus held in memory, and batches can
+be drawn as a pure function of the step (see :mod:`.pretraining`).
+
+Input: plain text (documents separated by blank lines, one sentence per line, as in the official FNet
+C4 pipeline, which splits each document on newlines) or JSONL with a ``text`` field; ``.gz`` accepted.
+Reading is streamed and shards are bounded by ``shard_tokens``, so memory does not grow with the corpus.
+
+Output ``out/``::
+
+    train/shard_00000.tokens.npy   uint16 (uint32 if the vocabulary exceeds 65535) token ids
+    train/shard_00000.lines.npy    int64 start offset of every line into tokens, plus the end offset
+    train/shard_00000.docs.npy     int64 index of every document's first line, plus the line count
+    heldout/...                    the same for the held-out documents
+    meta.json                      written last: fingerprint, vocabulary, special ids, per-split totals
+
+Documents never straddle shards. Each file is written under a temporary name and renamed. A rerun of a
+finished preparation returns at once; a rerun of an interrupted one tokenizes again (the split and shard
+boundaries are deterministic) but leaves the shards already written untouched. A fingerprint of the
+inputs (sizes, mtimes), the tokenizer (sha256 of tokenizer.json) and the settings is checked so that an
+output folder is never silently mixed with data from other inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from tokenmix.utils import atomic_write
+from tokenmix.text.corpus import read_documents
+
+FORMAT = "tokenmix-pretraining-shards/1"
+SPLITS = ("train", "heldout")
+KINDS = ("tokens", "lines", "docs")
+
+
+@dataclass
+class DataPrepareConfig:
+    input: tuple[str, ...] = field(default=(), metadata={"help": "input files: text (documents separated by blank lines, one sentence per line) or .jsonl with a \"text\" field; .gz accepted"})
+    tokenizer: str = field(default="", metadata={"help": "tokenizer folder holding tokenizer.json"})
+    out: str = field(default="", metadata={"help": "output folder for the shards and meta.json; rerunning resumes an interrupted preparation"})
+    heldout_fraction: float = field(default=0.01, metadata={"help": "fraction of documents held out for evaluation (at least one when there are two or more documents)"})
+    shard_tokens: int = field(default=8_000_000, metadata={"help": "tokens per shard (a shard only exceeds it when one document does)"})
+    seed: int = field(default=0, metadata={"help": "seed of the train/held-out assignment of documents"})
+    batch_lines: int = field(default=4096, metadata={"help": "lines per tokenizer call (a speed/memory trade-off; the output does not depend on it)"})
+
+    def __post_init__(self) -> None:
+        self.input = (self.input,) if isinstance(self.input, (str, os.PathLike)) else tuple(map(str, self.input))
+        self.tokenizer, self.out = str(self.tokenizer), str(self.out)
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        for name in ("shard_tokens", "batch_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+
+
+def _save_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through a file object into a temporary file, then rename: a file is complete or absent."""
+    def to_file(tmp: str) -> None:
+        with open(tmp, mode) as f:
+            write(f)
+
+    atomic_write(path, to_file)
+
+
+def _save_json(path: Path, payload: dict) -> None:
+    _save_atomic(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), mode="w")
+
+
+class _ShardWriter:
+    """Buffers whole documents of one split and writes a shard when the next document would overflow
+    ``shard_tokens``. The last document added is always still buffered, so the caller can move it."""
+
+    def __init__(self, folder: Path, dtype: np.dtype, shard_tokens: int, before_write: Callable[[], None]) -> None:
+        self.folder, self.dtype, self.shard_tokens, self.before_write = folder, dtype, shard_tokens, before_write
+        self.buffer: list[tuple[np.ndarray, np.ndarray]] = []  # (tokens, line lengths) per document
+        self.buffered_tokens = self.shards = 0
+        self.totals = {"tokens": 0, "lines": 0, "documents": 0, "shards": 0}
+
+    @property
+    def num_documents(self) -> int:
+        return self.totals["documents"] + len(self.buffer)
+
+    def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        if self.buffer and self.buffered_tokens + len(tokens) > self.shard_tokens:
+            self.flush()
+        self.buffer.append((tokens, lengths))
+        self.buffered_tokens += len(tokens)
+
+    def pop_last(self) -> tuple[np.ndarray, np.ndarray]:
+        tokens, lengths = self.buffer.pop()
+        self.buffered_tokens -= len(tokens)
+        return tokens, lengths
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        lengths = np.concatenate([lengths for _, lengths in self.buffer])
+        paths = [self.folder / f"shard_{self.shards:05d}.{kind}.npy" for kind in KINDS]
+        if not all(path.is_file() for path in paths):  # an existing shard is identical: skip it
+            self.before_write()
+            lines = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=lines[1:])
+            docs = np.zeros(len(self.buffer) + 1, dtype=np.int64)
+            np.cumsum([len(lengths) for _, lengths in self.buffer], out=docs[1:])
+            tokens = np.concatenate([tokens for tokens, _ in self.buffer]).astype(self.dtype, copy=False)
+            for path, array in zip(paths, (tokens, lines, docs)):
+                _save_atomic(path, lambda f, a=array: np.save(f, a))
+        for key, value in (("tokens", self.buffered_tokens), ("lines", len(lengths)),
+                           ("documents", len(self.buffer)), ("shards", 1)):
+            self.totals[key] += value
+        self.shards += 1
+        self.buffer, self.buffered_tokens = [], 0
+
+
+def _is_heldout(seed: int, index: int, fraction: float) -> bool:
+    """A stable hash, not Python's salted ``hash``: the same document lands in the same split on every run."""
+    digest = hashlib.blake2b(f"{seed}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64 < fraction
+
+
+def _tokenizer_hash(source: Path) -> str:
+    """sha256 over the files a tokenizer is loaded from (tokenizer.json and its config, or a .model)."""
+    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and (
+        p.name in ("tokenizer.json", "tokenizer_config.json") or p.suffix == ".model"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(config: DataPrepareConfig, paths: list[Path]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "inputs": [{"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in paths],
+        "tokenizer_sha256": _tokenizer_hash(Path(config.tokenizer)),
+        "settings": {"heldout_fraction": config.heldout_fraction, "shard_tokens": config.shard_tokens, "seed": config.seed},
+    }
+
+
+def _check_output(out: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished meta.json if ``out`` already holds this exact preparation; refuse other data."""
+    what = {"format": "an older format", "inputs": "different inputs (paths, sizes or modification times)",
+            "tokenizer_sha256": "a different tokenizer",
+            "settings": "different settings (heldout_fraction, shard_tokens or seed)"}
+    for name in ("meta.json", "fingerprint.json"):
+        path = out / name
+        if path.is_file():
+            recorded = json.loads(path.read_text()).get("fingerprint", {})
+            for key, text in what.items():
+                if recorded.get(key) != fingerprint[key]:
+                    raise ValueError(f"{out} holds data prepared from {text}; remove that folder or choose another "
+                                     "--out to prepare this data")
+            return json.loads(path.read_text()) if name == "meta.json" else None
+    if any((out / split).exists() for split in SPLITS):
+        raise ValueError(f"{out} holds train/ or heldout/ data of unknown origin (no meta.json); remove that folder or "
+                         "choose another --out")
+    return None
+
+
+def _complete(out: Path, meta: dict[str, Any]) -> bool:
+    return all((out / split / f"shard_{i:05d}.{kind}.npy").is_file()
+               for split in SPLITS for i in range(meta["splits"][split]["shards"]) for kind in KINDS)
+
+
+def _encode_chunk(tokenizer: Any, docs: list[list[str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Tokenize the lines of several documents in one call; yield (tokens, line lengths) per document,
+    dropping lines that encode to nothing so that every stored line holds at least one token."""
+    ids = tokenizer.encode_batch([line for doc in docs for line in doc])
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    if len(tokens) and (tokens.min() < 0 or tokens.max() >= tokenizer.vocab_size):
+        raise ValueError(f"the tokenizer produced ids outside [0, {tokenizer.vocab_size}); check the tokenizer folder")
+    line_ends = np.cumsum(lengths)
+    first = 0
+    for doc in docs:
+        doc_lengths = lengths[first:first + len(doc)]
+        start = int(line_ends[first - 1]) if first else 0
+        first += len(doc)
+        yield tokens[start:start + int(doc_lengths.sum())], doc_lengths[doc_lengths > 0]
+
+
+def prepare_data(config: DataPrepareConfig) -> Path:
+    """Tokenize ``config.input`` into ``config.out`` (see the module docstring); returns the output folder."""
+    from tqdm.auto import tqdm
+
+    from tokenmix.text.tokenizer import Tokenizer
+
+    for name, flag in (("input", "--input FILE[,FILE...]"), ("tokenizer", "--tokenizer DIR"), ("out", "--out DIR")):
+        if not getattr(config, name):
+            raise ValueError(f"no {name} given; pass {flag}")
+    paths = [Path(p) for p in config.input]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"input file {path} does not exist; check the --input paths")
+    tokenizer = Tokenizer.load(config.tokenizer)
+    out = Path(config.out)
+    fingerprint = _fingerprint(config, paths)
+    meta = _check_output(out, fingerprint)
+    if meta is not None and _complete(out, meta):
+        return out
+
+    dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
+    started = []
+
+    def before_write() -> None:  # the in-progress fingerprint guards a folder as soon as it holds data
+        if not started:
+            for split in SPLITS:
+                (out / split).mkdir(parents=True, exist_ok=True)
+            _save_json(out / "fingerprint.json", {"fingerprint": fingerprint})
+            started.append(True)
+
+    writers = {split: _ShardWriter(out / split, dtype, config.shard_tokens, before_write) for split in SPLITS}
+    index = 0
+    with tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, unit_divisor=1024,
+              desc="tokenizing", disable=None) as bar:
+        documents = (doc for path in paths for doc in read_documents(path, advance=bar.update))
+        while True:
+            chunk, lines = [], 0
+            for doc in documents:
+                chunk.append(doc)
+                lines += len(doc)
+                if lines >= config.batch_lines:
+                    break
+            if not chunk:
+                break
+            for doc_tokens, doc_lengths in _encode_chunk(tokenizer, chunk):
+                if len(doc_tokens):
+                    split = "heldout" if _is_heldout(config.seed, index, config.heldout_fraction) else "train"
+                    writers[split].add(doc_tokens.astype(dtype), doc_lengths)
+                index += 1
+            bar.set_postfix(documents=index, refresh=False)
+
+    train, heldout = writers["train"], writers["heldout"]
+    if train.num_documents + heldout.num_documents == 0:
+        raise ValueError(f"no documents found in {', '.join(map(str, paths))}: the files are empty, blank, or encode to "
+                         "no tokens; pass text with at least one non-empty line")
+    if config.heldout_fraction > 0 and heldout.num_documents == 0 and train.num_documents >= 2:
+        heldout.add(*train.pop_last())
+    elif train.num_documents == 0 and heldout.num_documents >= 2:
+        train.add(*heldout.pop_last())
+    for writer in writers.values():
+        writer.flush()
+    before_write()  # both split folders exist even when one is empty
+    special = {name: int(getattr(tokenizer, f"{name}_id")) for name in ("pad", "unk", "cls", "sep", "mask")}
+    _save_json(out / "meta.json", {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "config": asdict(config),
+        "vocab_size": int(tokenizer.vocab_size),
+        "dtype": dtype.name,
+        "special_ids": special,
+        "all_special_ids": sorted({int(i) for i in tokenizer.special_ids} | set(special.values())),
+        "splits": {split: writer.totals for split, writer in writers.items()},
+    })
+    (out / "fingerprint.json").unlink(missing_ok=True)
+    return out
