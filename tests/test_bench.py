@@ -10,11 +10,11 @@ import torch
 
 from tokenmix.bench import speed
 from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
+from tokenmix.bench.measure import enable_tf32, resolve_device, resource_error, run_isolated
 from tokenmix.bench.peers import build_peer, hf_batch, hf_config
 from tokenmix.bench.scaling import ScalingBenchConfig, fit_exponent, fit_growth, run_scaling_benchmark
 from tokenmix.bench.speed import SpeedBenchConfig, format_peer_table, pool_rounds, run_speed_benchmark
 from tokenmix.cli import main
-from tokenmix.bench.measure import enable_tf32, resolve_device, resource_error, run_isolated
 from tokenmix.models.registry import make_config
 
 TINY = dict(preset="tiny", batch_size=2, warmup=0, repeats=1, isolate=False)

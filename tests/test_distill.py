@@ -87,8 +87,8 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
 
 
 def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path, sst2_tokenizer):
-    from tokenmix.text.classifier import TextClassifier
     from tokenmix.benchmarks.glue import read_split
+    from tokenmix.text.classifier import TextClassifier
     from tokenmix.train.distill import DistillConfig, run_distill
     from tokenmix.train.finetune import FinetuneConfig, run_finetune
 

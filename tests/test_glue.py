@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenmix.cli import main
-from tokenmix.text.pairs import PairBatches, encode, predict_logits
-from tokenmix.benchmarks.glue_metrics import compute, glue_average
 from tokenmix.benchmarks.examples import Example
 from tokenmix.benchmarks.glue import TASKS, from_hf, get_task, read_split
+from tokenmix.benchmarks.glue_metrics import compute, glue_average
+from tokenmix.cli import main
+from tokenmix.text.pairs import PairBatches, encode, predict_logits
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 SHARED_GLUE = Path(__file__).parents[2] / "shared" / "data" / "glue"

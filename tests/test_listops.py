@@ -6,7 +6,18 @@ import pytest
 import torch
 
 from tokenmix.lra import listops_grammar as listops
-from tokenmix.lra.listops_grammar import CLS_ID, PAD_ID, TOKEN_TO_ID, UNK_ID, VOCAB, encode, evaluate_expression, generate_examples, make_split, max_expression_length
+from tokenmix.lra.listops_grammar import (
+    CLS_ID,
+    PAD_ID,
+    TOKEN_TO_ID,
+    UNK_ID,
+    VOCAB,
+    encode,
+    evaluate_expression,
+    generate_examples,
+    make_split,
+    max_expression_length,
+)
 
 
 @pytest.mark.parametrize("expression, value", [

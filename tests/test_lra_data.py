@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokenmix.lra import image, listops as lra_listops, pathfinder
+from tokenmix.lra import image, pathfinder
+from tokenmix.lra import listops as lra_listops
+from tokenmix.lra import listops_grammar as listops
 from tokenmix.lra.data import DataOptions, Encoder, load_task_splits
 from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, get_task
-from tokenmix.lra import listops_grammar as listops
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lra"
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import tokenmix
 from conftest import SMALL, random_ids
-from tokenmix.models.moe import MoEFeedForward, experts_choose, expert_capacity, num_groups, tokens_choose
+from tokenmix.models.moe import MoEFeedForward, expert_capacity, experts_choose, num_groups, tokens_choose
 
 
 def moe_layer(**overrides):

@@ -9,8 +9,8 @@ import torch
 
 import tokenmix
 from tokenmix.models.config import ModelConfig
-from tokenmix.models.mixing.registry import get_mixer
 from tokenmix.models.mixing import structured
+from tokenmix.models.mixing.registry import get_mixer
 from tokenmix.models.mixing.structured import CirculantMixing, ToeplitzMixing, circulant_matmul, fast_fft_size
 
 MIXERS = ["circulant", "toeplitz"]

@@ -12,10 +12,11 @@ import json
 import sys
 import types
 import typing
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from tokenmix.io.files import write_json
 from tokenmix.version import __version__
-from tokenmix.utils import write_json
 
 
 def _comma_list(item_type: type) -> Callable[[str], tuple]:

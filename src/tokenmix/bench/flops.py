@@ -10,7 +10,8 @@ structured sparsity) datasheet figures for the precision the matmuls run in.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Datasheet dense peak TFLOP/s: fp32 (CUDA cores), tf32 / bf16 / fp16 (tensor cores). First match wins.
 PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (

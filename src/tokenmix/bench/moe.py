@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tokenmix.io.files import write_json
 from tokenmix.reporting.tables import render_table
-from tokenmix.utils import write_json
 
 
 @dataclass
@@ -38,8 +38,8 @@ class MoEBenchConfig:
 def run_moe_benchmark(config: MoEBenchConfig) -> list[dict[str, Any]]:
     import torch
 
-    from tokenmix.models.layers import FeedForward
     from tokenmix.bench.measure import device_name, median, resolve_device, time_steps
+    from tokenmix.models.layers import FeedForward
     from tokenmix.models.moe import MoEFeedForward, expert_capacity, num_groups
     from tokenmix.models.registry import make_config
 

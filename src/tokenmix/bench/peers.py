@@ -17,7 +17,8 @@ vocabulary and ignores the unmasked ones in the loss; tokenmix gathers the maske
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tokenmix.models.config import ModelConfig
 

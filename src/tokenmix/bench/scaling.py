@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenmix.reporting.tables import mib, render_markdown, render_table
-from tokenmix.utils import atomic_write, write_json
 from tokenmix.bench.speed import MODES, SpeedBenchConfig
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.reporting.tables import mib, render_markdown, render_table
 
 
 @dataclass
@@ -98,8 +98,8 @@ def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from tokenmix.bench.measure import resolve_device
-    from tokenmix.utils import ensure_writable
     from tokenmix.bench.speed import measure_or_fail
+    from tokenmix.io.files import ensure_writable
 
     resolve_device(config.device)
     ensure_writable(config.out, directory=True, flag="--out")

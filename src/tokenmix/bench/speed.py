@@ -16,11 +16,12 @@ machine, background load then affects every model alike, which keeps same-run ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+from tokenmix.io.files import atomic_write, write_json
 from tokenmix.reporting.tables import mib, render_markdown, render_table
-from tokenmix.utils import atomic_write, write_json
 
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
 AMP_DTYPES = ("none", "bf16", "fp16")
@@ -53,8 +54,8 @@ class SpeedBenchConfig:
     markdown: str | None = field(default=None, metadata={"help": "write the tables as markdown to this file"})
 
     def __post_init__(self) -> None:
-        from tokenmix.models.registry import get_variant
         from tokenmix.bench.peers import COMPARE
+        from tokenmix.models.registry import get_variant
 
         for name in self.models:
             get_variant(name)
@@ -104,9 +105,9 @@ def build(name: str, mode: str, seq_len: int, config: SpeedBenchConfig, device: 
           ) -> tuple[Any, Callable[[Any], Any]]:
     """(model on ``device``, forward): ``forward(module)`` runs ``module`` (the model or its compiled
     form) on one fixed batch and returns the output (with ``.loss`` in the training modes)."""
-    from tokenmix.models.registry import make_config
-    from tokenmix.models.factory import build_model
     from tokenmix.bench.peers import PEERS, build_peer
+    from tokenmix.models.factory import build_model
+    from tokenmix.models.registry import make_config
 
     variant = PEERS[name][0] if name in PEERS else name
     model_config = make_config(variant, config.preset, head=MODES[mode], fourier_impl=config.fourier_impl,
@@ -154,10 +155,10 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
     """Time one (model, length, mode) configuration in this process."""
     import torch
 
-    from tokenmix.bench.measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
-    from tokenmix.models.mixing.autotune import choices
     from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
+    from tokenmix.bench.measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
     from tokenmix.bench.peers import PEERS
+    from tokenmix.models.mixing.autotune import choices
 
     torch.manual_seed(config.seed)
     if config.threads:
@@ -195,7 +196,7 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
 def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
     """:func:`measure`, in a fresh process on CPU; a configuration that runs out of memory or time
     becomes a record with ``error`` so that the other results are kept."""
-    from tokenmix.bench.measure import resource_error, resolve_device, run_isolated
+    from tokenmix.bench.measure import resolve_device, resource_error, run_isolated
 
     try:
         if config.isolate and resolve_device(config.device).type == "cpu":
@@ -236,8 +237,8 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     from tokenmix.bench.measure import resolve_device
-    from tokenmix.utils import ensure_writable
     from tokenmix.bench.peers import require_transformers
+    from tokenmix.io.files import ensure_writable
 
     resolve_device(config.device)
     if config.compare:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import atomic_write
 from tokenmix.benchmarks.examples import Example
+from tokenmix.io.files import atomic_write
 
 
 @dataclass

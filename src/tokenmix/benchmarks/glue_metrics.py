@@ -8,7 +8,7 @@ percentage; :func:`glue_average` follows the paper's averaging convention.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

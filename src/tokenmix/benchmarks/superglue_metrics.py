@@ -13,15 +13,16 @@ import json
 import re
 import string
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from tokenmix.benchmarks.examples import Example
 from tokenmix.benchmarks.superglue import BENCHMARK_TASKS, SuperGLUETask, get_task
-from tokenmix.utils import atomic_write
+from tokenmix.io.files import atomic_write
 
 
 def _check_lengths(**columns: Sequence) -> None:

@@ -8,14 +8,15 @@ interrupted save never leaves a truncated checkpoint behind.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tokenmix.version import __version__
+from tokenmix.io.files import atomic_write
 from tokenmix.models.config import ModelConfig
-from tokenmix.utils import atomic_write
+from tokenmix.version import __version__
 
 if TYPE_CHECKING:
     from torch import nn

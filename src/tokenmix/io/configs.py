@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenmix.utils import option
+from tokenmix.options import option
 
 GROUP_HELP = {"export": "export models to other runtimes"}
 

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 
 from tokenmix.io.checkpoint import find_model_dir, load_weights, read_safetensors
-from tokenmix.models.factory import load_pretrained
+from tokenmix.io.files import atomic_write
 from tokenmix.models.config import ModelConfig
-from tokenmix.models.factory import build_model
-from tokenmix.utils import atomic_write
+from tokenmix.models.factory import build_model, load_pretrained
 
 __all__ = ["from_hf", "to_hf"]
 

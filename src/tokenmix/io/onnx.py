@@ -23,18 +23,19 @@ import contextlib
 import importlib.util
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from tokenmix.io.checkpoint import find_model_dir, read_config
-from tokenmix.models.factory import load_pretrained
-from tokenmix.models.config import ModelConfig
 from tokenmix.io.configs import OnnxExportConfig
+from tokenmix.io.files import atomic_write, ensure_writable
+from tokenmix.models.config import ModelConfig
+from tokenmix.models.factory import load_pretrained
 from tokenmix.models.moe import num_groups
-from tokenmix.utils import atomic_write, ensure_writable
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 OUTPUT_NAMES = {"none": ("last_hidden_state", "pooler_output"), "classification": ("logits",), "regression": ("logits",)}

@@ -15,13 +15,14 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from tokenmix.utils import atomic_write
+from tokenmix.io.files import atomic_write
 from tokenmix.lra.tasks import TaskSpec
 
 SPLITS = ("train", "val", "test")

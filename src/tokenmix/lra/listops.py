@@ -11,8 +11,8 @@ counted, reported and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def generate_files(out_dir: Path, seed: int, sizes: dict[str, int]) -> dict[str,
     splits are disjoint and each is a pure function of ``seed``."""
     from tqdm.auto import tqdm
 
-    from tokenmix.utils import atomic_write
+    from tokenmix.io.files import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()

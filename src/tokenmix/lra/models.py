@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenmix.io.checkpoint import find_model_dir, load_weights, read_config, read_safetensors, save_weights
+from tokenmix.io.files import write_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.heads import ClassificationOutput
-from tokenmix.utils import write_json
 
 HEAD_NAME = "lra.json"
 
@@ -106,8 +106,8 @@ def build_lra_model(name: str, preset: str, head: HeadConfig, overrides: dict[st
     ``seq_len`` content tokens (default: the task's length)."""
     from dataclasses import replace
 
-    from tokenmix.models.registry import make_config
     from tokenmix.lra.tasks import get_task, model_overrides
+    from tokenmix.models.registry import make_config
 
     task = get_task(head.task)
     task = replace(task, seq_len=seq_len) if seq_len else task

@@ -18,8 +18,8 @@ Sizes 64 and 128 (Path-X) scale every length by ``size / 32``. Every image is a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

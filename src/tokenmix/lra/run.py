@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenmix.options import option
 from tokenmix.train.loop import FitConfig
-from tokenmix.utils import option
 
 SUMMARY = "summary.json"
 # A run that ends below this many percentage points over the majority class is flagged as "at chance".
@@ -136,11 +136,11 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from tokenmix.models.config import parse_overrides
-    from tokenmix.utils import write_json
+    from tokenmix.io.files import write_json
     from tokenmix.lra.data import load_task_splits
     from tokenmix.lra.models import HEAD_NAME, HeadConfig, build_lra_model, load_lra_model
     from tokenmix.lra.tasks import get_task
+    from tokenmix.models.config import parse_overrides
     from tokenmix.train.loop import fit_sweep
 
     task, out = get_task(config.task), Path(config.out)
@@ -227,7 +227,7 @@ class LRAEvalConfig(DataFlags):
 
 
 def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
-    from tokenmix.utils import write_json
+    from tokenmix.io.files import write_json
     from tokenmix.lra.data import load_task_splits
     from tokenmix.lra.models import load_lra_model
     from tokenmix.lra.tasks import get_task

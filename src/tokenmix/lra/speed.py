@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import option, write_json
+from tokenmix.io.files import write_json
+from tokenmix.options import option
 
 PERFORMER = "performer"
 
@@ -72,9 +73,9 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def build_model(spec: str, task_name: str, seq_len: int) -> Any:
     """The LRA classifier of ``spec`` at the task's official size, for sequences of ``seq_len``."""
-    from tokenmix.models.registry import make_config
     from tokenmix.lra.models import HeadConfig, LRAClassifier
     from tokenmix.lra.tasks import get_task, model_overrides
+    from tokenmix.models.registry import make_config
 
     name, overrides = parse_model_spec(spec)
     task = get_task(task_name)
@@ -275,7 +276,7 @@ def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
     out = Path(config.out)
     write_json(out / "speed.json", result)
     markdown = format_markdown(result, config.baseline)
-    from tokenmix.utils import atomic_write
+    from tokenmix.io.files import atomic_write
 
     atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text(markdown + "\n"))
     plot(result, out / "speed.png")
@@ -329,7 +330,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tokenmix.utils import atomic_write
+    from tokenmix.io.files import atomic_write
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for model, fit in result["fits"].items():

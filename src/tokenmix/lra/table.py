@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import option
+from tokenmix.options import option
 
 
 @dataclass
@@ -57,7 +57,7 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run_table(config: LRATableConfig) -> str:
-    from tokenmix.utils import atomic_write, write_json
+    from tokenmix.io.files import atomic_write, write_json
     from tokenmix.lra.run import summaries
 
     records = summaries(config.runs)

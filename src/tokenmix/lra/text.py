@@ -10,12 +10,23 @@ the task length with a count (or refused with ``--on-overflow error``). Without 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from tokenmix.lra.data import DataOptions, Split, bytes_ids, cache_key, cached, make_encoder, open_text, parse_label, read_tsv, shuffled_holdout
+from tokenmix.lra.data import (
+    DataOptions,
+    Split,
+    bytes_ids,
+    cache_key,
+    cached,
+    make_encoder,
+    open_text,
+    parse_label,
+    read_tsv,
+    shuffled_holdout,
+)
 from tokenmix.lra.tasks import TaskSpec
 
 

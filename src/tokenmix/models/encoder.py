@@ -12,7 +12,7 @@ from torch import nn
 from tokenmix.io.checkpoint import load_model, save_weights
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.layers import Embeddings, EncoderBlock, Pooler
-from tokenmix.utils import is_tracing
+from tokenmix.models.tracing import is_tracing
 
 
 @dataclass

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenmix.models.config import ModelConfig
 from tokenmix.models.activations import ACTIVATIONS
-from tokenmix.models.initializers import normal_linear
+from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import EncoderOutput, TokenMixPreTrainedModel, register_output
+from tokenmix.models.initializers import normal_linear
 
 
 @register_output

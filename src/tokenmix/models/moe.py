@@ -27,7 +27,7 @@ from torch import nn
 
 from tokenmix.models.activations import ACTIVATIONS
 from tokenmix.models.config import ModelConfig
-from tokenmix.utils import is_tracing
+from tokenmix.models.tracing import is_tracing
 
 
 def num_groups(num_tokens: int, max_group_size: int) -> int:

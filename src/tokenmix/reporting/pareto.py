@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenmix.utils import atomic_write
+from tokenmix.io.files import atomic_write
 
 
 @dataclass

@@ -9,17 +9,19 @@ else from a benchmark file (see :func:`bench_time`), and every point says which.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tokenmix.reporting import paper
+from tokenmix.io.files import atomic_write, ensure_writable
 from tokenmix.models.config import PRESETS
-from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.models.registry import list_models
+from tokenmix.options import option
+from tokenmix.reporting import paper
+from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.summaries import KINDS, Collection, Summary, collect
 from tokenmix.reporting.tables import mib, render_markdown
-from tokenmix.utils import atomic_write, ensure_writable, option
 
 GROUP_HELP: dict[str, str] = {}
 LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")

@@ -14,11 +14,13 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tokenmix.utils import atomic_write, option, write_json
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.options import option
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
 MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer", "fast_sparse_mixer")
@@ -135,11 +137,11 @@ def write_corpus(source: Path, target: Path, megabytes: float) -> None:
 
 def run_reproduce(config: ReproduceConfig) -> Path:
     from tokenmix.bench.speed import SpeedBenchConfig, run_speed_benchmark
+    from tokenmix.reproduce.writeup import write_report
     from tokenmix.text.prepare import DataPrepareConfig, prepare_data
     from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
     from tokenmix.train.pretrain import PretrainConfig, run_pretraining
     from tokenmix.train.suite import GlueConfig, run_suite
-    from tokenmix.reproduce.writeup import write_report
 
     check_data(config)
     out, scale = claim_results_dir(config), SCALES[config.scale]

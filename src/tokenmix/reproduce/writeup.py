@@ -8,10 +8,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from tokenmix.version import __version__
+from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
 from tokenmix.reporting.tables import render_markdown
-from tokenmix.utils import atomic_write
+from tokenmix.version import __version__
 
 
 def _load(path: Path) -> Any:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from tokenmix.utils import option, write_json
+from tokenmix.io.files import write_json
+from tokenmix.options import option
 
 
 class TextClassifier:
@@ -28,9 +30,9 @@ class TextClassifier:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto") -> TextClassifier:
+        from tokenmix.bench.measure import resolve_device
         from tokenmix.io.checkpoint import find_model_dir
         from tokenmix.models.factory import load_pretrained
-        from tokenmix.bench.measure import resolve_device
         from tokenmix.text.tokenizer import Tokenizer
         from tokenmix.train.finetune import TASK_FILE
 

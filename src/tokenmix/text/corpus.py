@@ -9,8 +9,8 @@ import gzip
 import json
 import os
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 def is_jsonl(path: Path) -> bool:

@@ -10,8 +10,9 @@ is padded to one fixed length, as the official code does.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from tokenmix.benchmarks.examples import Example
 

@@ -29,13 +29,14 @@ import hashlib
 import itertools
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from tokenmix.utils import atomic_write
+from tokenmix.io.files import atomic_write
 from tokenmix.text.corpus import read_documents
 
 FORMAT = "tokenmix-pretraining-shards/1"

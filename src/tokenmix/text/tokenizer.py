@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
 ROLES = ("pad", "unk", "cls", "sep", "mask")
@@ -179,7 +180,7 @@ class Tokenizer:
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` (the special tokens under the keys
         ``transformers`` reads, and their ids), each replaced atomically; returns the folder."""
-        from tokenmix.utils import atomic_write
+        from tokenmix.io.files import atomic_write
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

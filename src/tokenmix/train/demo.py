@@ -60,9 +60,9 @@ def _train_and_evaluate(config: DemoConfig, name: str) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from tokenmix.bench.measure import PeakMemory, device_name, resolve_device, synchronize
-    from tokenmix.train.optim import adamw
-    from tokenmix.models.factory import create_model
     from tokenmix.lra import listops_grammar as listops
+    from tokenmix.models.factory import create_model
+    from tokenmix.train.optim import adamw
 
     device = resolve_device(config.device)
     task = _task_kwargs(config)
@@ -142,7 +142,7 @@ def run_demo(config: DemoConfig) -> list[dict[str, Any]]:
         get_variant(name)  # unknown names fail here, before any model trains
     results = [run_isolated(_train_and_evaluate, config, name) for name in config.models]
     if config.json:
-        from tokenmix.utils import write_json
+        from tokenmix.io.files import write_json
 
         write_json(config.json, {"config": asdict(config), "results": results})
     return results

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import atomic_write, option, write_json
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.options import option
 from tokenmix.train.finetune import FinetuneOptions
 
 
@@ -130,14 +131,22 @@ def _ms_per_example(model: Any, batches: Any) -> float:
 def run_distill(config: DistillConfig) -> dict[str, Any]:
     import json
 
-    from tokenmix.io.checkpoint import find_model_dir
-    from tokenmix.models.factory import load_pretrained
-    from tokenmix.text.pairs import predict_logits
-    from tokenmix.text.classifier import TextClassifier
     from tokenmix.bench.measure import resolve_device
-    from tokenmix.models.encoder import TokenMixPreTrainedModel
     from tokenmix.benchmarks.adapters import get_adapter
-    from tokenmix.train.finetune import TASK_FILE, build_task_model, evaluate_and_write, prepare_task, reuse_first, save_task_files, task_values
+    from tokenmix.io.checkpoint import find_model_dir
+    from tokenmix.models.encoder import TokenMixPreTrainedModel
+    from tokenmix.models.factory import load_pretrained
+    from tokenmix.text.classifier import TextClassifier
+    from tokenmix.text.pairs import predict_logits
+    from tokenmix.train.finetune import (
+        TASK_FILE,
+        build_task_model,
+        evaluate_and_write,
+        prepare_task,
+        reuse_first,
+        save_task_files,
+        task_values,
+    )
     from tokenmix.train.loop import fit_sweep
 
     adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)

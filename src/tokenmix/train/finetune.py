@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tokenmix.utils import option, write_json
+from tokenmix.io.files import write_json
+from tokenmix.options import option
 from tokenmix.train.loop import FitConfig
 
 TASK_FILE = "task.json"
@@ -100,9 +102,8 @@ def build_task_model(options: FinetuneOptions, num_labels: int, regression: bool
     """A classification / regression model from ``--init`` (encoder weights kept, new head)."""
     import torch
 
-    from tokenmix.models.factory import load_pretrained
     from tokenmix.models.config import parse_overrides
-    from tokenmix.models.factory import build_model
+    from tokenmix.models.factory import build_model, load_pretrained
     from tokenmix.models.registry import make_config
 
     head = "regression" if regression else "classification"
@@ -221,9 +222,9 @@ def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -
 
 def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``."""
-    from tokenmix.models.factory import load_pretrained
     from tokenmix.bench.measure import resolve_device
     from tokenmix.benchmarks.adapters import get_adapter
+    from tokenmix.models.factory import load_pretrained
     from tokenmix.train.loop import fit_sweep
 
     adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)

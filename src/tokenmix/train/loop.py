@@ -15,11 +15,13 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from tokenmix.utils import option, write_json
+from tokenmix.io.files import write_json
+from tokenmix.options import option
 
 
 @dataclass
@@ -77,10 +79,18 @@ def fit(model: Any, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, 
     import torch
     from tqdm.auto import tqdm
 
-    from tokenmix.io.checkpoint import save_weights
     from tokenmix.bench.measure import PeakMemory, device_name, resolve_device
+    from tokenmix.io.checkpoint import save_weights
     from tokenmix.train.optim import adamw, warmup_linear_decay
-    from tokenmix.train.state import StopSignal, checkpoint_dirs, gather_state, load_checkpoint, prepare_run_dir, restore_rng, save_checkpoint
+    from tokenmix.train.state import (
+        StopSignal,
+        checkpoint_dirs,
+        gather_state,
+        load_checkpoint,
+        prepare_run_dir,
+        restore_rng,
+        save_checkpoint,
+    )
 
     if steps_per_epoch < 1:
         raise ValueError("the training data gives no batch; check the training split and --batch-size")

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import option, write_json
+from tokenmix.io.files import write_json
+from tokenmix.options import option
 
 
 @dataclass
@@ -149,15 +150,23 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     import torch
     from tqdm.auto import tqdm
 
-    from tokenmix.models.config import parse_overrides
-    from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset
     from tokenmix.bench.measure import device_name, resolve_device
+    from tokenmix.models.config import parse_overrides
     from tokenmix.models.factory import build_model
-    from tokenmix.train.optim import adamw, warmup_linear_decay
     from tokenmix.models.registry import make_config
+    from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset
     from tokenmix.train.distill import soft_kl
     from tokenmix.train.distributed import gradient_sync, init_distributed, shutdown, wrap_model
-    from tokenmix.train.state import StopSignal, checkpoint_dirs, gather_state, load_checkpoint, prepare_run_dir, restore_rng, save_checkpoint
+    from tokenmix.train.optim import adamw, warmup_linear_decay
+    from tokenmix.train.state import (
+        StopSignal,
+        checkpoint_dirs,
+        gather_state,
+        load_checkpoint,
+        prepare_run_dir,
+        restore_rng,
+        save_checkpoint,
+    )
 
     context = init_distributed(resolve_device(config.device))
     try:

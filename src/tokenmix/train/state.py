@@ -22,8 +22,8 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
+from tokenmix.io.files import write_json
 from tokenmix.models.config import ModelConfig
-from tokenmix.utils import write_json
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "training_state.pt"

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tokenmix.utils import atomic_write, option, write_json
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.options import option
 from tokenmix.train.finetune import FinetuneConfig, FinetuneOptions
 
 GLUE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
@@ -94,8 +95,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) -> dict[str, Any]:
     """AX-b and AX-g predicted by the fine-tuned RTE model: metrics, predictions, submission files."""
-    from tokenmix.text.classifier import TextClassifier
     from tokenmix.benchmarks.adapters import get_adapter
+    from tokenmix.text.classifier import TextClassifier
 
     classifier, results = TextClassifier.from_pretrained(rte_dir / "best", device="cpu"), {}
     for name in ("axb", "axg"):
@@ -111,10 +112,10 @@ def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) 
 
 
 def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
-    from tokenmix.benchmarks.glue_metrics import glue_average
-    from tokenmix.benchmarks.superglue_metrics import superglue_average
     from tokenmix.benchmarks.adapters import get_adapter
     from tokenmix.benchmarks.glue import AVERAGE_CONVENTION
+    from tokenmix.benchmarks.glue_metrics import glue_average
+    from tokenmix.benchmarks.superglue_metrics import superglue_average
     from tokenmix.train.finetune import run_finetune
 
     out, tasks, submission = Path(config.out), _tasks(config, benchmark), Path(config.out) / "submission"

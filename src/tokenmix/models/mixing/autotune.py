@@ -16,8 +16,9 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ def _load() -> dict[str, Any]:
 
 
 def _store(key: str, entry: dict[str, Any]) -> None:
-    from tokenmix.utils import write_json
+    from tokenmix.io.files import write_json
 
     try:
         write_json(cache_file(), {**_load(), key: entry})  # merge: other processes may have added keys

@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from tokenmix.models.config import ModelConfig
-from tokenmix.utils import is_tracing
 from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.tracing import is_tracing
 
 
 def _cache_unless_tracing(build: Callable[..., Any]) -> Callable[..., Any]:

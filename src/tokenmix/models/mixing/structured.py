@@ -33,8 +33,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from tokenmix.models.config import ModelConfig
-from tokenmix.utils import is_tracing
 from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.tracing import is_tracing
 
 
 def fast_fft_size(minimum: int) -> int:

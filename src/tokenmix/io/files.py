@@ -1,27 +1,13 @@
-"""Small helpers shared across modules."""
+"""Writing files so that nothing is ever half-written: a temporary file in the same folder, then an
+atomic rename. Torch-free."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from dataclasses import field
-from typing import Any, Callable
-
-
-def option(default: Any, help_text: str, **metadata: Any) -> Any:
-    """A config dataclass field with its ``--help`` text (the CLI builds one flag per field);
-    ``positional=True`` makes it a positional argument."""
-    return field(default=default, metadata={"help": help_text, **metadata})
-
-
-def is_tracing() -> bool:
-    """True under torch.compile, TorchScript tracing or ONNX export, where data-dependent Python
-    checks (which synchronise with the device) must be skipped. (torch is imported here, not at the
-    top, so that torch-free modules can use :func:`atomic_write`.)"""
-    import torch
-
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -45,8 +31,6 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 def write_json(path: str | Path, payload: object) -> Path:
     """Indented JSON, written atomically (parent folders created): a results or summary file is
     never left half-written."""
-    import json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2) + "\n"
