@@ -1,12 +1,13 @@
 """The command line: help, models, bench speed, and one-line errors for bad input."""
 
+import argparse
 import json
 import subprocess
 import sys
 
 import pytest
 
-from tokenmix.cli import main
+from tokenmix.cli.main import build_parser, main
 
 
 def run(capsys, *argv):
@@ -15,10 +16,21 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_help_explains_every_command():
-    result = subprocess.run([sys.executable, "-m", "tokenmix.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("models", "demo", "bench", "convert"):
-        assert command in result.stdout
+def test_help_lists_exactly_the_commands():
+    result = subprocess.run([sys.executable, "-m", "tokenmix", "--help"], capture_output=True, text=True, check=True)
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(commands.choices) == ["demo", "tokenizer", "data", "pretrain", "finetune", "glue", "superglue", "distill",
+                                      "predict", "bench", "lra", "export", "report", "reproduce", "models", "convert"]
+    for name in commands.choices:
+        assert f"\n    {name}" in result.stdout  # each with its help line
+    subcommands = {name: sorted(action.choices) for name, sub in commands.choices.items()
+                   for action in sub._actions if isinstance(action, argparse._SubParsersAction)}
+    assert subcommands["bench"] == ["moe", "scaling", "speed"]
+    assert subcommands["lra"] == ["eval", "run", "speed", "table"]
+    assert subcommands["convert"] == ["from-hf", "to-hf"]
+    assert subcommands["tokenizer"] == ["train"] and subcommands["data"] == ["prepare"]
+    assert subcommands["export"] == ["onnx"]
 
 
 def test_bench_help_lists_config_fields(capsys):

@@ -2,6 +2,6 @@
 
 import sys
 
-from tokenmix.cli import main
+from tokenmix.cli.main import main
 
 sys.exit(main())

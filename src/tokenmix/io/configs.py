@@ -1,14 +1,11 @@
-"""``tokenmix export onnx``: the command and its config (torch-free; the work is in
-:mod:`tokenmix.io.onnx`, imported when the command runs)."""
+"""Configs of ``tokenmix export onnx`` and ``tokenmix convert`` (torch-free, for the command line; the
+work is in :mod:`tokenmix.io.onnx` and :mod:`tokenmix.io.huggingface`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tokenmix.options import option
-
-GROUP_HELP = {"export": "export models to other runtimes"}
-
 
 @dataclass
 class OnnxExportConfig:
@@ -36,24 +33,11 @@ class OnnxExportConfig:
             raise ValueError(f"atol must be > 0, got {self.atol}")
 
 
-def run_export_onnx(config: OnnxExportConfig) -> None:
-    from tokenmix.io.onnx import export_onnx
+@dataclass
+class ConvertConfig:
+    src: str = option("", "source folder", positional=True)
+    dst: str = option("", "destination folder (created)", positional=True)
 
-    result = export_onnx(config)
-    axes = ", ".join(f"{name} [{', '.join(map(str, shape))}]" for name, shape in result["inputs"].items())
-    print(f"exported {result['model']} ({result['head']}) -> {result['path']}: inputs {axes}; outputs "
-          f"{', '.join(result['outputs'])}")
-    for note in result["notes"]:
-        print(f"note: {note}")
-    if result["max_abs_diff"] is not None:
-        print(f"onnxruntime vs PyTorch on batch sizes {', '.join(map(str, result['checked_batch_sizes']))} and lengths "
-              f"{', '.join(map(str, result['checked_seq_lens']))}: max abs diff {result['max_abs_diff']:.2e} "
-              f"(tolerance {config.atol:g})")
-
-
-COMMANDS = (
-    (("export", "onnx"), "export an encoder or classification model to ONNX, checked with onnxruntime",
-     "Export the model in MODEL_DIR (Fourier mixing as DFT matrix products) with a dynamic batch axis, check it "
-     "against PyTorch with onnxruntime on random inputs, then write OUT atomically. Mixing models are fixed to "
-     "the exported sequence length.", "io.configs:OnnxExportConfig", run_export_onnx),
-)
+    def __post_init__(self) -> None:
+        if not self.src or not self.dst:
+            raise ValueError("give the source and the destination folder: tokenmix convert DIRECTION SRC DST")

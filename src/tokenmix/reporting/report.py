@@ -23,7 +23,6 @@ from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.summaries import KINDS, Collection, Summary, collect
 from tokenmix.reporting.tables import mib, render_markdown
 
-GROUP_HELP: dict[str, str] = {}
 LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 BENCH_MODES = ("pretrain", "train", "inference")  # preferred order for a time per training step
 DEFAULT_LENGTH = 512  # benchmark length used when the run does not say (the paper's Figure 2 length)
@@ -245,22 +244,3 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     report = atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines), encoding="utf-8"))
     return {"report": str(report), "plots": [str(p) for p in plots], "counts": counts, "skipped": found.skipped,
             "notes": notes}
-
-
-def run_report(config: ReportConfig) -> None:
-    result = build_report(config)
-    found = ", ".join(f"{n} {kind}" for kind, n in result["counts"].items() if n)
-    print(f"read {found} summaries ({result['skipped']} other JSON files skipped); wrote {result['report']}")
-    for path in result["plots"]:
-        print(f"wrote {path}")
-    for note in result["notes"]:
-        print(f"note: {note}")
-
-
-COMMANDS = (
-    (("report",), "markdown report with tables and a speed-accuracy Pareto plot from a folder of runs",
-     "Search RUNS_DIR recursively for run summaries (pretraining summary.json, glue.json, LRA summary.json, "
-     "`tokenmix bench speed --json` files) and write OUT/report.md with pretraining, GLUE, LRA and speed tables, "
-     "and accuracy against time per step with the Pareto front (PNG + SVG), as in the FNet paper's Figure 2.",
-     "reporting.report:ReportConfig", run_report),
-)
