@@ -34,7 +34,8 @@ def tokenizer_dir(tmp_path_factory):
     """A small tokenizer trained on the GLUE and SuperGLUE fixtures (for fine-tuning tests)."""
     from pathlib import Path
 
-    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.text.configs import TokenizerTrainConfig
+    from tokenmix.text.tokenizer import train_tokenizer
 
     fixtures = Path(__file__).parent / "fixtures"
     folder = tmp_path_factory.mktemp("tok")
@@ -51,7 +52,8 @@ SHARED_GLUE = __import__("pathlib").Path(__file__).parents[2] / "shared" / "data
 @pytest.fixture(scope="session")
 def sst2_tokenizer(tmp_path_factory):
     """A 2000-token tokenizer trained on 8000 real SST-2 training sentences (skips without the data)."""
-    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.text.configs import TokenizerTrainConfig
+    from tokenmix.text.tokenizer import train_tokenizer
 
     source = SHARED_GLUE / "SST-2" / "train.tsv"
     if not source.is_file():

@@ -3,18 +3,24 @@ isolation with memory/time caps, and clear errors for bad devices and output pat
 asserted: speed figures are printed by the commands, never checked by tests."""
 
 import json
+import os
+import signal
+import sys
 import time
+import types
 
 import pytest
 import torch
 
 from tokenmix.bench import speed
+from tokenmix.bench.configs import ScalingBenchConfig, SpeedBenchConfig
 from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
-from tokenmix.bench.measure import enable_tf32, resolve_device, resource_error, run_isolated
+from tokenmix.bench.measure import WorkerDied, enable_tf32, fit_exponent, report_progress, resource_error, run_isolated
 from tokenmix.bench.peers import build_peer, hf_batch, hf_config
-from tokenmix.bench.scaling import ScalingBenchConfig, fit_exponent, fit_growth, run_scaling_benchmark
-from tokenmix.bench.speed import SpeedBenchConfig, format_peer_table, pool_rounds, run_speed_benchmark
-from tokenmix.cli import main
+from tokenmix.bench.scaling import fit_growth, run_scaling_benchmark
+from tokenmix.bench.speed import format_peer_table, pool_rounds, run_speed_benchmark
+from tokenmix.cli.main import main
+from tokenmix.devices import resolve_device
 from tokenmix.models.registry import make_config
 
 TINY = dict(preset="tiny", batch_size=2, warmup=0, repeats=1, isolate=False)
@@ -26,6 +32,24 @@ def _allocate(n: int) -> int:
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def _exit(code: int) -> None:
+    os._exit(code)
+
+
+def _kill_self(signal_number: int) -> None:
+    os.kill(os.getpid(), signal_number)
+
+
+def _count(n: int) -> int:
+    for i in range(n):
+        report_progress(i)
+    return n
 
 
 # --- peers -------------------------------------------------------------------------------------
@@ -212,6 +236,31 @@ def test_isolated_process_memory_cap_and_time_limit():
     with pytest.raises(TimeoutError) as err:
         run_isolated(_sleep, 30, timeout=0.5)
     assert resource_error(err.value) == "time budget"
+
+
+def test_isolated_process_errors_are_errors_not_out_of_memory(monkeypatch):
+    with pytest.raises(ValueError, match="bad shape") as err:
+        run_isolated(_fail, "bad shape")
+    assert resource_error(err.value) is None
+    # A function the child cannot import (a module that exists in this process only) fails while the
+    # child unpickles it: an error with the child's message, not "out of memory".
+    ghost = types.ModuleType("tokenmix_test_ghost")
+    exec("def work():\n    return 1\n", ghost.__dict__)
+    monkeypatch.setitem(sys.modules, ghost.__name__, ghost)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'tokenmix_test_ghost'") as err:
+        run_isolated(ghost.work)
+    assert resource_error(err.value) is None
+    with pytest.raises(WorkerDied, match="exit code 3") as err:
+        run_isolated(_exit, 3)
+    assert resource_error(err.value) is None
+    with pytest.raises(WorkerDied, match="killed") as err:  # what the kernel's OOM killer does
+        run_isolated(_kill_self, signal.SIGKILL)
+    assert resource_error(err.value) == "out of memory"
+
+
+def test_isolated_process_reports_progress():
+    seen = []
+    assert run_isolated(_count, 3, on_progress=seen.append) == 3 and seen == [0, 1, 2]
 
 
 # --- bad devices and output paths ------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("safetensors.torch.save_file", explode)
+    monkeypatch.setattr("tokenmix.io.checkpoint.save_file", explode)
     with pytest.raises(RuntimeError):
         tiny("fnet", dropout=0.0).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before

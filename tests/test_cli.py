@@ -67,7 +67,8 @@ def test_bench_speed_writes_records(capsys, tmp_path):
 
 
 def test_bench_isolated_process_measures_memory(capsys):
-    from tokenmix.bench.speed import SpeedBenchConfig, run_speed_benchmark
+    from tokenmix.bench.configs import SpeedBenchConfig
+    from tokenmix.bench.speed import run_speed_benchmark
 
     (record,) = run_speed_benchmark(SpeedBenchConfig(models=("fnet",), preset="tiny", seq_lens=(64,), batch_size=2,
                                                      warmup=0, repeats=1))

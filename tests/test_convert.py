@@ -10,7 +10,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import tokenmix  # noqa: E402
-from tokenmix.io.huggingface import from_hf, to_hf  # noqa: E402
+from tokenmix.io.huggingface import from_huggingface, to_huggingface  # noqa: E402
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, intermediate_size=64, max_position_embeddings=64)
 BATCH, SEQ = 3, 16
@@ -48,7 +48,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("impl, tol", [("auto", 1e-5), ("matmul", 1e-4)])
 def test_pretraining_parity(tmp_path, impl, tol):
     hf = make_hf("FNetForPreTraining", tmp_path / "hf")
-    ours = tokenmix.load_pretrained(from_hf(tmp_path / "hf", tmp_path / "tm"), fourier_impl=impl).eval()
+    ours = tokenmix.load_pretrained(from_huggingface(tmp_path / "hf", tmp_path / "tm"), fourier_impl=impl).eval()
     assert ours.config.head == "pretraining" and ours.config.activation == "gelu_tanh"
     ids, types, pos = make_inputs()
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_pretraining_parity(tmp_path, impl, tol):
 
 def test_model_parity(tmp_path):
     hf = make_hf("FNetModel", tmp_path / "hf")
-    ours = tokenmix.load_pretrained(from_hf(tmp_path / "hf", tmp_path / "tm")).eval()
+    ours = tokenmix.load_pretrained(from_huggingface(tmp_path / "hf", tmp_path / "tm")).eval()
     assert ours.config.head == "none"
     ids, types, _ = make_inputs()
     with torch.no_grad():
@@ -83,7 +83,7 @@ def test_model_parity(tmp_path):
 @pytest.mark.parametrize("num_labels, head", [(3, "classification"), (1, "regression")])
 def test_classification_parity(tmp_path, num_labels, head):
     hf = make_hf("FNetForSequenceClassification", tmp_path / "hf", num_labels=num_labels)
-    ours = tokenmix.load_pretrained(from_hf(tmp_path / "hf", tmp_path / "tm")).eval()
+    ours = tokenmix.load_pretrained(from_huggingface(tmp_path / "hf", tmp_path / "tm")).eval()
     assert (ours.config.head, ours.config.num_labels) == (head, num_labels)
     ids, types, _ = make_inputs()
     with torch.no_grad():
@@ -96,7 +96,7 @@ def _safetensors(path):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (safe_open is not iterable)
 
 
 @pytest.mark.parametrize("cls_name, extra", [("FNetForPreTraining", {}), ("FNetModel", {}),
@@ -104,8 +104,8 @@ def _safetensors(path):
 def test_round_trip(tmp_path, cls_name, extra):
     hf = make_hf(cls_name, tmp_path / "hf", **extra)
     (tmp_path / "hf" / "tokenizer_config.json").write_text('{"model_max_length": 64}')
-    from_hf(tmp_path / "hf", tmp_path / "tm")
-    back = to_hf(tmp_path / "tm", tmp_path / "back")
+    from_huggingface(tmp_path / "hf", tmp_path / "tm")
+    back = to_huggingface(tmp_path / "tm", tmp_path / "back")
     assert back == tmp_path / "back"
     assert (back / "tokenizer_config.json").read_text() == '{"model_max_length": 64}'
     original, _ = _safetensors(tmp_path / "hf" / "model.safetensors")
@@ -133,7 +133,7 @@ def test_sharded_and_bin_weights(tmp_path):
 
     make_hf("FNetForPreTraining", tmp_path / "hf")
     state, _ = _safetensors(tmp_path / "hf" / "model.safetensors")
-    reference = tokenmix.load_pretrained(from_hf(tmp_path / "hf", tmp_path / "tm")).state_dict()
+    reference = tokenmix.load_pretrained(from_huggingface(tmp_path / "hf", tmp_path / "tm")).state_dict()
     config = (tmp_path / "hf" / "config.json").read_text()
 
     sharded = tmp_path / "sharded"
@@ -155,39 +155,39 @@ def test_sharded_and_bin_weights(tmp_path):
     torch.save({**state, **extra}, pickled / "pytorch_model.bin")
 
     for src in (sharded, pickled):
-        converted = tokenmix.load_pretrained(from_hf(src, tmp_path / f"tm_{src.name}")).state_dict()
+        converted = tokenmix.load_pretrained(from_huggingface(src, tmp_path / f"tm_{src.name}")).state_dict()
         assert all(torch.equal(converted[k], reference[k]) for k in reference)
 
 
 def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        from_hf(tmp_path / "nowhere", tmp_path / "out")
+        from_huggingface(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        to_hf(tmp_path / "nowhere", tmp_path / "out")
+        to_huggingface(tmp_path / "nowhere", tmp_path / "out")
 
     bert = tmp_path / "bert_hf"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
     with pytest.raises(ValueError, match="'bert'.*FNet checkpoints only"):
-        from_hf(bert, tmp_path / "out")
+        from_huggingface(bert, tmp_path / "out")
 
     for variant, reason in (("bert", "only has Fourier mixing"), ("hybrid", "no self-attention")):
         torch.manual_seed(0)
         tokenmix.create_model(variant, "tiny", vocab_size=99).save_pretrained(tmp_path / variant)
         with pytest.raises(ValueError, match=reason):
-            to_hf(tmp_path / variant, tmp_path / f"{variant}_hf")
+            to_huggingface(tmp_path / variant, tmp_path / f"{variant}_hf")
         assert not (tmp_path / f"{variant}_hf" / "model.safetensors").exists()
 
     make_hf("FNetModel", tmp_path / "corrupt")
     (tmp_path / "corrupt" / "model.safetensors").write_bytes(b"\x00garbage, not safetensors" * 10)
     with pytest.raises(ValueError, match="model.safetensors"):
-        from_hf(tmp_path / "corrupt", tmp_path / "out")
+        from_huggingface(tmp_path / "corrupt", tmp_path / "out")
 
     make_hf("FNetModel", tmp_path / "bad_bin")
     (tmp_path / "bad_bin" / "model.safetensors").unlink()
     (tmp_path / "bad_bin" / "pytorch_model.bin").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="pytorch_model.bin"):
-        from_hf(tmp_path / "bad_bin", tmp_path / "out")
+        from_huggingface(tmp_path / "bad_bin", tmp_path / "out")
 
 
 def test_mismatched_weights_are_named(tmp_path):
@@ -196,7 +196,7 @@ def test_mismatched_weights_are_named(tmp_path):
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "architectures": ["FNetForPreTraining"]}))
     with pytest.raises(ValueError, match="missing nsp.bias, nsp.weight"):
-        from_hf(tmp_path / "hf", tmp_path / "out")
+        from_huggingface(tmp_path / "hf", tmp_path / "out")
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="FNetForMaskedLM"):
-        from_hf(tmp_path / "hf", tmp_path / "out")
+        from_huggingface(tmp_path / "hf", tmp_path / "out")

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from tokenmix.text.prepare import KINDS, DataPrepareConfig, prepare_data
-from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset, eval_batches
+from tokenmix.text.configs import DataPrepareConfig
+from tokenmix.text.prepare import KINDS, prepare_data
+from tokenmix.text.pretraining import PretrainingDataset, eval_batches
+from tokenmix.train.configs import PretrainingDataConfig
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"d{k}" for k in range(200)] + [f"l{j}" for j in range(50)] + [f"w{i}" for i in range(50)]
@@ -109,7 +111,7 @@ def test_shard_layout_and_meta_totals(tmp_path, tok):
     # every document exactly once, in one split, with its lines intact
     assert len(found) == len(docs)
     assert sorted(found.values()) == sorted(expected)
-    assert sum(meta["splits"][s]["tokens"] for s in ("train", "heldout")) == sum(len(l) for d in expected for l in d)
+    assert sum(meta["splits"][s]["tokens"] for s in ("train", "heldout")) == sum(len(line) for d in expected for line in d)
 
 
 def test_output_does_not_depend_on_batch_lines_and_heldout_minimum(tmp_path, tok):
@@ -138,19 +140,19 @@ def test_rerun_skips_resumes_and_refuses_other_inputs(tmp_path, tok, monkeypatch
     reference = prepare(tmp_path, [path], shard_tokens=250, out=tmp_path / "reference")
     expected = {name: (reference / name).read_bytes() for name in _mtimes(reference)}
     # interrupt a run after its first six .npy files (two shards)
-    save, calls = prepare_module._save_atomic, []
+    save, calls = prepare_module.atomic_write, []
 
-    def failing_save(target, write, mode="wb"):
+    def failing_save(target, write):
         if str(target).endswith(".npy"):
             calls.append(target)
             if len(calls) > 6:
                 raise KeyboardInterrupt
-        save(target, write, mode)
+        return save(target, write)
 
-    monkeypatch.setattr(prepare_module, "_save_atomic", failing_save)
+    monkeypatch.setattr(prepare_module, "atomic_write", failing_save)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, [path], shard_tokens=250)
-    monkeypatch.setattr(prepare_module, "_save_atomic", save)
+    monkeypatch.setattr(prepare_module, "atomic_write", save)
     out = tmp_path / "out"
     assert (out / "fingerprint.json").is_file() and not (out / "meta.json").exists()
     assert not list(out.rglob("*.tmp"))
@@ -377,8 +379,8 @@ def test_nsp_swap_labels_mean_swapped_segments(corpus_dir):
 
 def test_chunks_match_the_corpus_lines(corpus_dir):
     """Every line in an example is exactly a corpus line (masking restored from the labels)."""
-    corpus = {(int(l[0][1:]), int(l[1][1:])): [VOCAB[w] for w in l] for doc in
-              make_corpus(200, lines=(2, 12), words=(1, 6)) for l in (line.split() for line in doc)}
+    corpus = {(int(ws[0][1:]), int(ws[1][1:])): [VOCAB[w] for w in ws] for doc in
+              make_corpus(200, lines=(2, 12), words=(1, 6)) for ws in (line.split() for line in doc)}
     data = PretrainingDataset(corpus_dir)
     batch = data.batch(0, 64, CFG)
     for row in restore(batch).tolist():

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tokenmix.train.demo import DemoConfig, format_table, run_demo
+from tokenmix.train.configs import DemoConfig
+from tokenmix.train.demo import format_demo_table, run_demo
 
 FIELDS = {"model", "preset", "params", "seq_len", "batch_size", "steps", "steps_per_s", "tokens_per_s",
           "peak_mem_bytes", "train_seconds", "accuracy", "majority_baseline", "device"}
@@ -49,13 +50,13 @@ def test_run_demo_small(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["results"] == results and saved["config"]["seq_len"] == 64
 
-    table = format_table(results)
+    table = format_demo_table(results)
     assert "fnet" in table and "bert" in table and "majority" in table
     assert "x the steps/s of bert" in table
 
 
 def test_cli_demo_json_keeps_config_and_results(tmp_path, capsys):
-    from tokenmix.cli import main
+    from tokenmix.cli.main import main
 
     out = tmp_path / "sub" / "demo.json"
     assert main(["demo", "--models", "fnet", "--seq-len", "32", "--seconds", "1", "--train-size", "50",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenmix.cli import main
+from tokenmix.cli.main import main
 from tokenmix.train.distill import distillation_loss
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,7 +79,8 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
     other = tmp_path / "othertok"
     (other / "corpus.txt").parent.mkdir()
     (other / "corpus.txt").write_text("completely different words\n\nand more words here\n")
-    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from tokenmix.text.configs import TokenizerTrainConfig
+    from tokenmix.text.tokenizer import train_tokenizer
 
     tok = train_tokenizer(TokenizerTrainConfig(input=(str(other / "corpus.txt"),), out=str(other / "tok"), vocab_size=40))
     assert main([*base, "--task", "mrpc", "--tokenizer", str(tok)]) == 1
@@ -89,8 +90,9 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
 def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path, sst2_tokenizer):
     from tokenmix.benchmarks.glue import read_split
     from tokenmix.text.classifier import TextClassifier
-    from tokenmix.train.distill import DistillConfig, run_distill
-    from tokenmix.train.finetune import FinetuneConfig, run_finetune
+    from tokenmix.train.configs import DistillConfig, FinetuneConfig
+    from tokenmix.train.distill import run_distill
+    from tokenmix.train.finetune import run_finetune
 
     common = dict(task="sst2", data_dir=str(SHARED_GLUE), epochs=1, batch_size=32, max_seq_len=32,
                   max_train_examples=3000, device="cpu")

@@ -1,4 +1,5 @@
-"""The Fourier mixing: both implementations against numpy, gradients, precision, autocast, compile."""
+"""The Fourier mixing: every implementation against the one-line reference definition (itself checked
+against numpy once), gradients, precision, autocast, compile."""
 
 import json
 
@@ -8,24 +9,45 @@ import torch
 
 import tokenmix
 from conftest import random_ids, tiny
+from tokenmix.models.config import ModelConfig
 from tokenmix.models.mixing import autotune, fourier
-from tokenmix.models.mixing.fourier import fourier_transform, resolve_impl
+from tokenmix.models.mixing.fourier import (
+    FourierMixing,
+    HartleyMixing,
+    fourier_reference,
+    fourier_transform,
+    hartley_reference,
+    resolve_impl,
+)
+
+
+def test_references_are_the_real_2d_dft_and_its_hartley_variant():
+    x = torch.randn(2, 7, 9, dtype=torch.float64)
+    spectrum = np.fft.fft2(x.numpy(), axes=(-2, -1))
+    np.testing.assert_allclose(fourier_reference(x).numpy(), spectrum.real, atol=1e-10)
+    np.testing.assert_allclose(hartley_reference(x).numpy(), spectrum.real - spectrum.imag, atol=1e-10)
 
 
 @pytest.mark.parametrize("impl", ["fft", "matmul", "fft_1thread"])
 @pytest.mark.parametrize("shape", [(2, 16, 64), (1, 7, 9), (3, 33, 10), (2, 1, 1), (1, 5, 2), (2, 8, 3)])
-def test_matches_numpy_real_fft2(impl, shape):
+def test_matches_the_reference(impl, shape):
     x = torch.randn(*shape, dtype=torch.float64)
-    expected = np.fft.fft2(x.numpy(), axes=(-2, -1)).real
-    np.testing.assert_allclose(fourier._IMPLS["fourier"][impl](x).numpy(), expected, atol=1e-10)
+    torch.testing.assert_close(fourier._IMPLS["fourier"][impl](x), fourier_reference(x), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("impl", ["fft", "matmul", "fft_1thread"])
 @pytest.mark.parametrize("shape", [(2, 16, 64), (1, 7, 9), (3, 5, 2), (2, 1, 1)])
-def test_hartley_matches_numpy(impl, shape):
+def test_hartley_matches_the_reference(impl, shape):
     x = torch.randn(*shape, dtype=torch.float64)
-    spectrum = np.fft.fft2(x.numpy(), axes=(-2, -1))
-    np.testing.assert_allclose(fourier._IMPLS["hartley"][impl](x).numpy(), spectrum.real - spectrum.imag, atol=1e-10)
+    torch.testing.assert_close(fourier._IMPLS["hartley"][impl](x), hartley_reference(x), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("mixer, reference", [(FourierMixing, fourier_reference), (HartleyMixing, hartley_reference)])
+@pytest.mark.parametrize("impl", ["auto", "fft", "matmul"])
+def test_mixing_sublayers_compute_the_reference(mixer, reference, impl):
+    x = torch.randn(2, 12, 10)
+    out = mixer(ModelConfig(fourier_impl=impl))(x)
+    torch.testing.assert_close(out, reference(x), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("transform", ["fourier", "hartley"])
@@ -37,10 +59,10 @@ def test_gradient_is_exact(impl, transform):
 
 def test_float32_precision_at_long_lengths():
     x = torch.randn(1, 2048, 32)
-    expected = np.fft.fft2(x.double().numpy(), axes=(-2, -1)).real
-    scale = np.abs(expected).max()
+    expected = fourier_reference(x.double())  # float64: the float32 implementations' error shows
+    scale = expected.abs().max()
     for impl in ("fft", "matmul"):
-        err = np.abs(fourier_transform(x, impl).double().numpy() - expected).max() / scale
+        err = (fourier_transform(x, impl).double() - expected).abs().max() / scale
         assert err < 1e-5, (impl, err)
 
 
@@ -54,9 +76,11 @@ def test_matrices_are_cached_per_length_dtype_device():
     assert (info.hits, info.misses) == (1, 2)
 
 
-@pytest.mark.parametrize("impl", ["fft", "matmul"])
-def test_bf16_autocast_runs_the_transform_in_float32(impl):
-    model = tiny("fnet", fourier_impl=impl)
+@pytest.mark.parametrize("overrides", [dict(fourier_impl="fft"), dict(fourier_impl="matmul"), dict(mixing="hartley"),
+                                       dict(mixing="circulant"), dict(mixing="toeplitz")], ids=lambda o: str(*o.values()))
+def test_bf16_autocast_runs_the_transform_in_float32(overrides):
+    """Fourier (both implementations) and the extra FFT mixings: only the feed-forward sees bf16."""
+    model = tiny("fnet", **overrides)
     ids = random_ids()
     reference = model(ids).last_hidden_state
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -69,7 +93,7 @@ def test_half_precision_model_casts_back():
     x = torch.randn(2, 10, 12).to(torch.bfloat16)
     out = fourier_transform(x, "fft")
     assert out.dtype == torch.bfloat16
-    assert torch.allclose(out.float(), fourier_transform(x.float(), "fft"), rtol=1e-2, atol=0.5)
+    assert torch.allclose(out.float(), fourier_reference(x.float()), rtol=1e-2, atol=0.5)
 
 
 def test_auto_is_measured_eagerly_and_matmul_under_compile():
@@ -83,7 +107,7 @@ def test_auto_is_measured_eagerly_and_matmul_under_compile():
 
     x = torch.randn(2, 8, 6)
     compiled = torch.compile(spy, backend="aot_eager", fullgraph=True)
-    assert torch.allclose(compiled(x), fourier_transform(x, "fft"), atol=1e-4)
+    assert torch.allclose(compiled(x), fourier_reference(x), atol=1e-4)
     assert "matmul" in seen
 
 
@@ -99,7 +123,7 @@ def test_tracing_never_poisons_the_matrix_cache():
     torch.export.export(model, (ids,))  # builds matrices as fake tensors inside the trace
     assert fourier._sequence_matrices.cache_info().currsize == 0
     x = torch.randn(2, 12, 64)
-    assert torch.allclose(fourier_transform(x, "matmul"), fourier_transform(x, "fft"), atol=1e-3)
+    assert torch.allclose(fourier_transform(x, "matmul"), fourier_reference(x), atol=1e-3)
 
 
 class FakeClock:
@@ -137,7 +161,7 @@ def test_auto_picks_the_measured_fastest_and_caches_it(cache, monkeypatch, fft_m
     clock = FakeClock(monkeypatch, fft_ms, matmul_ms)
     x = torch.randn(2, 24, 16)
     out = fourier_transform(x, "auto")
-    assert torch.allclose(out, fourier_transform(x, "fft"), atol=1e-4)
+    assert torch.allclose(out, fourier_reference(x), atol=1e-4)
     assert autotune.choices() == {("fourier", torch.device("cpu"), 24, 16, torch.float32): expected}
     (entry,) = json.loads(cache.read_text()).values()
     assert entry["choice"] == expected
@@ -200,16 +224,6 @@ def test_every_variant_trains_under_half_precision_autocast(name, dtype):
     assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-
-
-@pytest.mark.parametrize("mixing", ["hartley", "circulant", "toeplitz"])
-def test_extra_mixings_under_bf16_autocast(mixing):
-    model = tiny("fnet", mixing=mixing)
-    ids = random_ids()
-    reference = model(ids).last_hidden_state
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(ids).last_hidden_state
-    assert torch.isfinite(out).all() and (out.float() - reference).abs().max() < 0.15
 
 
 def test_single_threaded_fft_restores_the_thread_count():

@@ -1,20 +1,24 @@
 """GLUE: readers on every task's file format, metrics against hand-computed values, the padding
 policy (a prediction does not depend on batch-mates), fine-tuning end to end, predict."""
 
+import itertools
 import json
 import math
 import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tokenmix.benchmarks.examples import Example
-from tokenmix.benchmarks.glue import TASKS, from_hf, get_task, read_split
+from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS, TASKS, column_title, get_glue_task, read_glue_dataset, read_split
 from tokenmix.benchmarks.glue_metrics import compute, glue_average
-from tokenmix.cli import main
-from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.benchmarks.tasks import get_benchmark_task
+from tokenmix.cli.main import main
+from tokenmix.models.mixing.registry import is_length_dependent
+from tokenmix.text.pairs import PairBatches, encode, predict_logits, truncate_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 SHARED_GLUE = Path(__file__).parents[2] / "shared" / "data" / "glue"
@@ -78,7 +82,7 @@ def test_reader_details():
 
 def test_reader_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="valid tasks: cola, sst2"):
-        get_task("glu")
+        get_glue_task("glu")
     with pytest.raises(FileNotFoundError, match="no SST-2/ folder"):
         read_split(tmp_path, "sst2", "train")
     with pytest.raises(FileNotFoundError, match=r"missing split .*train.tsv \(present: dev, test\)"):
@@ -89,6 +93,21 @@ def test_reader_errors_name_the_problem(tmp_path):
         read_split(tmp_path, "rte", "dev")
 
 
+def test_one_table_of_folder_names_heads_every_glue_table():
+    from tokenmix.reporting import paper
+
+    assert GLUE_TABLE_COLUMNS == {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
+                                  "cola": "CoLA", "stsb": "STS-B", "mrpc": "MRPC", "rte": "RTE", "wnli": "WNLI"}
+    assert tuple(GLUE_TABLE_COLUMNS)[:-1] == paper.GLUE_COLUMNS  # the paper's order; it has no WNLI column
+    assert [column_title(c) for c in ("mnli-mm", "mnli", "stsb", "boolq")] == ["MNLI-mm", "MNLI", "STS-B", "boolq"]
+    assert get_benchmark_task("glue", "STS-B") is TASKS["stsb"]
+    assert get_benchmark_task("superglue", "AX-b").dirname == "AX-b"
+    with pytest.raises(ValueError, match="unknown benchmark 'glu'; choose one of glue, superglue"):
+        get_benchmark_task("glu", "cola")
+    with pytest.raises(ValueError, match="unknown GLUE task 'boolq'"):
+        get_benchmark_task("glue", "boolq")
+
+
 def test_hugging_face_adapter_maps_labels_by_name():
     datasets = pytest.importorskip("datasets")
     features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
@@ -96,14 +115,14 @@ def test_hugging_face_adapter_maps_labels_by_name():
                                   "idx": datasets.Value("int32")})
     data = datasets.Dataset.from_dict({"premise": ["P0", "P1", "P2"], "hypothesis": ["H0", "H1", "H2"],
                                        "label": [0, 2, 1], "idx": [5, 6, 7]}, features=features)
-    split = from_hf(data, "mnli", "validation_matched")
+    split = read_glue_dataset(data, "mnli", "validation_matched")
     names = [TASKS["mnli"].labels[e.label] for e in split.examples]
     assert names == ["entailment", "contradiction", "neutral"]
     assert (split.examples[0].text_a, split.examples[0].text_b, split.examples[0].idx) == ("H0", "P0", 5)
     test = datasets.Dataset.from_dict({"sentence": ["x"], "label": [-1], "idx": [0]})
-    assert from_hf(test, "sst2", "test").examples[0].label is None
+    assert read_glue_dataset(test, "sst2", "test").examples[0].label is None
     with pytest.raises(ValueError, match="no column"):
-        from_hf(test, "rte")
+        read_glue_dataset(test, "rte")
 
 
 class _Chars:
@@ -123,6 +142,22 @@ def test_encode_truncates_longest_first_and_counts():
     assert data.input_ids[1] == [2, 5 + ord("a") % 90, 5 + ord("b") % 90, 3]
 
 
+def test_truncate_pair_is_longest_first_for_lists_and_arrays():
+    """The closed form equals dropping the last token of the longer segment (A on ties) one at a time."""
+    def one_at_a_time(a: list, b: list, budget: int) -> tuple[list, list]:
+        a, b = list(a), list(b)
+        while len(a) + len(b) > budget:
+            (a if len(a) >= len(b) else b).pop()
+        return a, b
+
+    for len_a, len_b, budget in itertools.product(range(7), range(7), range(1, 14)):
+        a, b = list(range(len_a)), list(range(100, 100 + len_b))
+        expected = one_at_a_time(a, b, budget)
+        assert truncate_pair(a, b, budget) == expected
+        x, y = truncate_pair(np.array(a), np.array(b), budget)
+        assert (x.tolist(), y.tolist()) == expected
+
+
 @pytest.mark.parametrize("variant", ["fnet", "bert"])
 def test_prediction_does_not_depend_on_batch_mates(variant):
     """Mixing models are padded to one fixed length, attention models honour the padding mask."""
@@ -130,7 +165,7 @@ def test_prediction_does_not_depend_on_batch_mates(variant):
 
     model = create_model(variant, "tiny", head="classification", num_labels=3, vocab_size=101,
                          max_position_embeddings=32).eval()
-    fixed = 32 if model.config.length_dependent else None
+    fixed = 32 if is_length_dependent(model.config) else None
     examples = [Example("short"), Example("a much longer sentence here", "with a pair")]
     batch = predict_logits(model, PairBatches(encode(_Chars(), examples, 32), 8, 0, fixed))
     alone = predict_logits(model, PairBatches(encode(_Chars(), examples[:1], 32), 8, 0, fixed))
@@ -209,7 +244,8 @@ def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer
     from tokenmix.io.checkpoint import save_pretrained
     from tokenmix.models.factory import create_model
     from tokenmix.text.tokenizer import Tokenizer
-    from tokenmix.train.finetune import FinetuneConfig, build_task_model
+    from tokenmix.train.configs import FinetuneConfig
+    from tokenmix.train.finetune import build_task_model
 
     vocab = Tokenizer.load(tokenizer_dir).vocab_size
     pretrained = create_model("fnet", "tiny", head="pretraining", vocab_size=vocab)
@@ -230,7 +266,8 @@ def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer
 def test_fit_resumes_exactly_after_a_signal(tmp_path):
     """SIGINT mid-run saves a checkpoint; --resume ends with the weights of an uninterrupted run."""
     from tokenmix.models.factory import create_model
-    from tokenmix.train.loop import FitConfig, fit
+    from tokenmix.train.configs import FitConfig
+    from tokenmix.train.supervised import fit
 
     data = encode(_Chars(), [Example(t) for t in ("abc", "defg", "hi", "jklmn", "op", "qrs")], 16)
     data.labels = [0, 1, 0, 1, 0, 1]
@@ -259,7 +296,8 @@ def test_fit_resumes_exactly_after_a_signal(tmp_path):
 
 
 def test_tiny_finetune_beats_chance_on_real_sst2(tmp_path, sst2_tokenizer):
-    from tokenmix.train.finetune import FinetuneConfig, run_finetune
+    from tokenmix.train.configs import FinetuneConfig
+    from tokenmix.train.finetune import run_finetune
 
     metrics = run_finetune(FinetuneConfig(task="sst2", init="scratch", model="fnet", preset="tiny", tokenizer=sst2_tokenizer,
                                           data_dir=str(SHARED_GLUE), out=str(tmp_path / "out"), lr=(3e-3,), epochs=2,

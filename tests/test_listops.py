@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tokenmix.lra import listops_grammar as listops
-from tokenmix.lra.listops_grammar import (
+from tokenmix.lra import listops
+from tokenmix.lra.listops import (
     CLS_ID,
     PAD_ID,
     TOKEN_TO_ID,

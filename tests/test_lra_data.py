@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokenmix.lra import image, pathfinder
-from tokenmix.lra import listops as lra_listops
-from tokenmix.lra import listops_grammar as listops
-from tokenmix.lra.data import DataOptions, Encoder, load_task_splits
-from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, get_task
+from tokenmix.lra import image, listops, pathfinder
+from tokenmix.lra.data import load_task_splits
+from tokenmix.lra.splits import DataOptions, SequencePadder
+from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, get_lra_task
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lra"
 
@@ -28,7 +27,7 @@ def decode(ids: np.ndarray) -> list[str]:
 
 
 def test_listops_official_format_keeps_brackets_and_drops_parentheses(tmp_path, capsys):
-    splits = load_task_splits(get_task("listops"), options(tmp_path, FIXTURES / "listops"))
+    splits = load_task_splits(get_lra_task("listops"), options(tmp_path, FIXTURES / "listops"))
     train = splits["train"]
     assert "skipped 2 malformed row(s)" in capsys.readouterr().err  # no label column; unknown token FOO
     assert train.stats["malformed_rows"] == 2 and len(train) == 4 and train.input_ids.shape[1] == 2000
@@ -47,40 +46,44 @@ def test_listops_label_outside_class_set_is_an_error(tmp_path):
     for split in ("train", "val", "test"):
         (folder / f"basic_{split}.tsv").write_text("Source\tTarget\n[MAX 1 2 ]\t2\n[MAX 1 2 ]\t12\n")
     with pytest.raises(ValueError, match=r"line 3: label '12' is outside the class set 0\.\.9"):
-        load_task_splits(get_task("listops"), options(tmp_path, folder))
+        load_task_splits(get_lra_task("listops"), options(tmp_path, folder))
 
 
 def test_listops_missing_file_names_the_expected_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="basic_train.tsv"):
-        load_task_splits(get_task("listops"), options(tmp_path, tmp_path))
+        load_task_splits(get_lra_task("listops"), options(tmp_path, tmp_path))
+
+
+def test_the_listops_task_has_the_vocabulary_of_the_grammar():
+    assert get_lra_task("listops").vocab_size == listops.VOCAB_SIZE == len(listops.VOCAB)
 
 
 def test_listops_generator_is_deterministic_disjoint_and_in_the_official_format(tmp_path):
     sizes = {"train": 12, "val": 4, "test": 4}
-    first = lra_listops.generate_files(tmp_path / "a", 3, sizes)
-    second = lra_listops.generate_files(tmp_path / "b", 3, sizes)
+    first = listops.generate_files(tmp_path / "a", 3, sizes)
+    second = listops.generate_files(tmp_path / "b", 3, sizes)
     texts = {}
     for split, path in first.items():
         assert path.read_text() == second[split].read_text()
-        rows, stats = lra_listops.read_file(path)
+        rows, stats = listops.read_file(path)
         assert len(rows) == sizes[split] and stats["malformed_rows"] == 0
         assert all(501 <= len(ids) <= 1999 for ids, _ in rows)
         texts[split] = {line.split("\t")[0] for line in path.read_text().splitlines()[1:]}
     assert not texts["train"] & texts["test"] and not texts["train"] & texts["val"]
 
 
-def test_encoder_truncates_with_a_count_or_refuses():
-    encoder = Encoder(4, cls_id=1, on_overflow="truncate", vocab_size=20)
-    out = encoder.encode([[5, 6], [5, 6, 7, 8, 9, 10]], "x")
-    assert out.tolist() == [[1, 5, 6, 0, 0], [1, 5, 6, 7, 8]] and encoder.truncated == 1
+def test_padder_truncates_with_a_count_or_refuses():
+    padder = SequencePadder(4, cls_id=1, on_overflow="truncate", vocab_size=20)
+    out = padder.encode([[5, 6], [5, 6, 7, 8, 9, 10]], "x")
+    assert out.tolist() == [[1, 5, 6, 0, 0], [1, 5, 6, 7, 8]] and padder.truncated == 1
     with pytest.raises(ValueError, match="more than the task's 4.*--on-overflow truncate"):
-        Encoder(4, None, "error", 20).encode([[1, 2, 3, 4, 5]], "file.tsv")
+        SequencePadder(4, None, "error", 20).encode([[1, 2, 3, 4, 5]], "file.tsv")
     with pytest.raises(ValueError, match="on_overflow"):
-        Encoder(4, None, "drop", 20)
+        SequencePadder(4, None, "drop", 20)
 
 
 def test_text_tsv_bytes_holdout_and_malformed_rows(tmp_path, capsys):
-    splits = load_task_splits(get_task("text"), options(tmp_path, FIXTURES / "text", val_size=2))
+    splits = load_task_splits(get_lra_task("text"), options(tmp_path, FIXTURES / "text", val_size=2))
     assert "skipped 2 malformed row(s)" in capsys.readouterr().err
     assert len(splits["train"]) == 4 and len(splits["val"]) == 2 and len(splits["test"]) == 2
     row = splits["test"].input_ids[0]
@@ -98,14 +101,14 @@ def test_text_acl_imdb_layout_and_truncation(tmp_path):
             folder.mkdir(parents=True)
             for i in range(3):
                 (folder / f"{i}_{7 if label else 2}.txt").write_text(("good " if label else "bad ") * (i + 1) + "x" * 5000 * (i == 2))
-    splits = load_task_splits(get_task("text"), options(tmp_path, tmp_path, pooling="mean", val_size=2))
+    splits = load_task_splits(get_lra_task("text"), options(tmp_path, tmp_path, pooling="mean", val_size=2))
     test = splits["test"]
     assert test.labels.tolist() == [0, 0, 0, 1, 1, 1] and test.input_ids.shape == (6, 4095)
     assert test.stats["truncated"] == 2 and splits["train"].stats["truncated"] + splits["val"].stats["truncated"] == 2
 
 
 def test_retrieval_pairs(tmp_path, capsys):
-    splits = load_task_splits(get_task("retrieval"), options(tmp_path, FIXTURES / "retrieval"))
+    splits = load_task_splits(get_lra_task("retrieval"), options(tmp_path, FIXTURES / "retrieval"))
     assert "skipped 1 malformed row(s)" in capsys.readouterr().err
     train = splits["train"]
     assert train.input_ids2 is not None and train.input_ids.shape == train.input_ids2.shape == (3, 4096)
@@ -119,7 +122,7 @@ def test_retrieval_label_outside_class_set(tmp_path):
     for name in ("train", "eval", "test"):
         (tmp_path / f"new_aan_pairs.{name}.tsv").write_text("2.0\ta\tb\tx\ty\n")
     with pytest.raises(ValueError, match="outside the class set 0..1"):
-        load_task_splits(get_task("retrieval"), options(tmp_path, tmp_path))
+        load_task_splits(get_lra_task("retrieval"), options(tmp_path, tmp_path))
 
 
 def write_cifar(folder: Path, n: int = 6) -> np.ndarray:
@@ -138,7 +141,7 @@ def write_cifar(folder: Path, n: int = 6) -> np.ndarray:
 
 def test_cifar_python_batches(tmp_path):
     write_cifar(tmp_path / "cifar-10-batches-py")
-    splits = load_task_splits(get_task("image"), options(tmp_path, tmp_path, pooling="mean", val_size=5))
+    splits = load_task_splits(get_lra_task("image"), options(tmp_path, tmp_path, pooling="mean", val_size=5))
     assert len(splits["train"]) == 25 and len(splits["val"]) == 5 and len(splits["test"]) == 6
     assert splits["test"].input_ids.shape == (6, 1024)
     rgb, labels = image.read_cifar_batch(tmp_path / "cifar-10-batches-py" / image.TEST_BATCH)
@@ -154,7 +157,7 @@ def test_corrupt_and_malicious_cifar_batches(tmp_path):
     write_cifar(tmp_path)
     (tmp_path / "data_batch_2").write_bytes((tmp_path / "data_batch_2").read_bytes()[:200])
     with pytest.raises(ValueError, match="data_batch_2 is not a readable CIFAR-10 python batch"):
-        load_task_splits(get_task("image"), options(tmp_path, tmp_path, val_size=5))
+        load_task_splits(get_lra_task("image"), options(tmp_path, tmp_path, val_size=5))
     (tmp_path / "evil").write_bytes(pickle.dumps({b"data": __import__("os").getcwd}))
     with pytest.raises(ValueError, match="refusing to load posix.getcwd"):
         image.read_cifar_batch(tmp_path / "evil")
@@ -196,7 +199,7 @@ def test_pathfinder_workers_draw_the_same_images(monkeypatch):
 
 
 def test_pathfinder_splits_are_cached(tmp_path):
-    task = get_task("pathfinder")
+    task = get_lra_task("pathfinder")
     opts = options(tmp_path, None, pooling="mean", train_size=4, eval_size=2)
     first = load_task_splits(task, opts)
     assert first["train"].input_ids.shape == (4, 1024) and len(first["test"]) == 2

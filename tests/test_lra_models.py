@@ -12,32 +12,36 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenmix.cli import main
+import tokenmix
+from tokenmix.cli.main import main
 from tokenmix.lra import speed
-from tokenmix.lra.models import HeadConfig, LRAClassifier, build_lra_model, load_lra_model, pool
-from tokenmix.lra.tasks import TASKS, get_task, model_overrides
+from tokenmix.lra.configs import LRASpeedConfig
+from tokenmix.lra.models import LEGACY_HEAD_FILE, load_lra_model
+from tokenmix.lra.tasks import TASKS, get_lra_task, lra_model_config, model_overrides
+from tokenmix.models.factory import build_model, create_model
+from tokenmix.models.heads import TokenMixForLRA, TokenMixForLRATwoTower, pool
 from tokenmix.models.registry import make_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lra"
 
 
 def test_official_configs_and_lengths():
-    preset, fields = model_overrides(get_task("listops"), "lra", "cls", {})
+    preset, fields = model_overrides(get_lra_task("listops"), "lra", "cls", {})
     config = make_config("fnet", preset, **fields)
     assert (config.hidden_size, config.num_layers, config.num_heads, config.intermediate_size) == (512, 6, 8, 2048)
     assert config.max_position_embeddings == 2000 and config.vocab_size == 18
-    text = make_config("bert", *model_overrides(get_task("text"), "lra", "cls", {"dropout": 0.0})[:1],
-                       **model_overrides(get_task("text"), "lra", "cls", {"dropout": 0.0})[1])
+    text = make_config("bert", *model_overrides(get_lra_task("text"), "lra", "cls", {"dropout": 0.0})[:1],
+                       **model_overrides(get_lra_task("text"), "lra", "cls", {"dropout": 0.0})[1])
     assert (text.hidden_size, text.num_layers, text.num_heads, text.intermediate_size) == (256, 4, 4, 1024)
     assert text.max_position_embeddings == 4096 and text.vocab_size == 258 and text.dropout == 0.0
     # Another preset keeps its sizes but still gets the task's vocabulary and length (mean pooling: no CLS).
-    preset, fields = model_overrides(get_task("pathfinder"), "tiny", "mean", {})
+    preset, fields = model_overrides(get_lra_task("pathfinder"), "tiny", "mean", {})
     assert preset == "tiny" and fields["max_position_embeddings"] == 1024 and "hidden_size" not in fields
-    assert get_task("path-x").image_size == 128 and get_task("Pathfinder").name == "pathfinder32"
+    assert get_lra_task("path-x").image_size == 128 and get_lra_task("Pathfinder").name == "pathfinder32"
     with pytest.raises(ValueError, match="unknown LRA task"):
-        get_task("mnist")
+        get_lra_task("mnist")
     with pytest.raises(ValueError, match="pooling"):
-        model_overrides(get_task("text"), "lra", "max", {})
+        model_overrides(get_lra_task("text"), "lra", "max", {})
     assert all(spec.num_classes in (2, 10) for spec in TASKS.values())
 
 
@@ -49,15 +53,17 @@ def test_mean_pooling_ignores_padding_and_cls_takes_the_first_position():
     assert torch.equal(pool(hidden, mask, "cls"), hidden[:, 0])
 
 
-def tiny(task: str, pooling: str, dual: bool = False, name: str = "fnet") -> LRAClassifier:
+def tiny(task: str, pooling: str, name: str = "fnet") -> TokenMixForLRA:
     torch.manual_seed(0)
-    spec = get_task(task)
-    return build_lra_model(name, "tiny", HeadConfig(spec.name, spec.num_classes, pooling, dual),
-                           {"max_position_embeddings": 64, "dropout": 0.0})
+    model = build_model(lra_model_config(name, get_lra_task(task), "tiny", pooling,
+                                         {"max_position_embeddings": 64, "dropout": 0.0}))
+    assert isinstance(model, TokenMixForLRA)
+    return model
 
 
 def test_two_tower_combines_u_v_product_and_difference():
-    model = tiny("retrieval", "mean", dual=True).eval()
+    model = tiny("retrieval", "mean").eval()
+    assert isinstance(model, TokenMixForLRATwoTower) and model.config.head == "lra_two_tower"
     a, b = torch.randint(2, 258, (3, 64)), torch.randint(2, 258, (3, 64))
     out = model(a, torch.ones_like(a), torch.tensor([0, 1, 1]), b, torch.ones_like(b))
     assert out.logits.shape == (3, 2) and out.loss is not None and out.loss.item() > 0
@@ -74,11 +80,55 @@ def test_save_and_load_roundtrip(tmp_path):
     ids = torch.randint(2, 258, (2, 64))
     model.save_pretrained(tmp_path / "m")
     again = load_lra_model(tmp_path / "m").eval()
-    assert again.head_config == model.head_config and again.config == model.config
+    head_config = lambda m: (m.config.lra_task, m.config.num_labels, m.config.pooling, m.config.head)  # noqa: E731
+    assert head_config(again) == head_config(model) == ("image", 10, "cls", "lra_classification")
+    assert again.config == model.config
     assert torch.equal(model(ids).logits, again(ids).logits)
-    (tmp_path / "m" / "lra.json").unlink()
+    # A plain model folder: the library's loader reads it like any other, and no side file is written.
+    assert isinstance(tokenmix.load_pretrained(tmp_path / "m"), TokenMixForLRA)
+    assert not (tmp_path / "m" / LEGACY_HEAD_FILE).exists()
+    create_model("fnet", "tiny", head="classification").save_pretrained(tmp_path / "plain")
     with pytest.raises(ValueError, match="not an LRA classifier"):
-        load_lra_model(tmp_path / "m")
+        load_lra_model(tmp_path / "plain")
+
+
+def save_in_the_old_layout(model: TokenMixForLRA, directory: Path) -> None:
+    """What `lra run` wrote before the LRA heads: a headless config.json plus lra.json."""
+    model.save_pretrained(directory)
+    config = json.loads((directory / "config.json").read_text())
+    head = {"task": config.pop("lra_task"), "num_classes": config["num_labels"], "pooling": config.pop("pooling"),
+            "dual": config["head"] == "lra_two_tower"}
+    config.update(head="none", num_labels=2)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / LEGACY_HEAD_FILE).write_text(json.dumps(head))
+
+
+@pytest.mark.parametrize("task, pooling", [("listops", "cls"), ("retrieval", "mean")])
+def test_an_old_lra_folder_is_read_once_and_converted(tmp_path, capsys, task, pooling):
+    model = tiny(task, pooling).eval()
+    save_in_the_old_layout(model, tmp_path / "old")
+    ids = torch.randint(2, 18, (2, 64))
+    inputs = {"input_ids2": ids.flip(0)} if task == "retrieval" else {}
+    again = load_lra_model(tmp_path / "old").eval()
+    note = capsys.readouterr().err
+    assert "old layout" in note and f"head={model.config.head!r}" in note and "converted" in note
+    assert again.config == model.config and torch.equal(model(ids, **inputs).logits, again(ids, **inputs).logits)
+    # Converted in place: a plain model folder from now on, read without a note.
+    assert not (tmp_path / "old" / LEGACY_HEAD_FILE).exists()
+    assert load_lra_model(tmp_path / "old").config == model.config and capsys.readouterr().err == ""
+    assert tokenmix.load_pretrained(tmp_path / "old").config.lra_task == task
+
+
+def test_a_broken_old_lra_json_is_a_clear_error(tmp_path):
+    save_in_the_old_layout(tiny("listops", "cls"), tmp_path / "old")
+    (tmp_path / "old" / LEGACY_HEAD_FILE).write_text('{"task": "listops"}')
+    with pytest.raises(ValueError, match="lra.json is not a valid LRA head description"):
+        load_lra_model(tmp_path / "old")
+
+
+def test_lra_configs_import_without_torch():
+    code = "import sys, tokenmix.lra.configs; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
@@ -113,21 +163,21 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
 
 
 def test_speed_measure_and_failure_records(tmp_path):
-    config = speed.LRASpeedConfig(models=("fnet", "bert:attention_dropout=0.0"), seq_lens=(32,), warmup=0, repeats=1,
-                                  out=str(tmp_path), device="cpu")
+    config = LRASpeedConfig(models=("fnet", "bert:attention_dropout=0.0"), seq_lens=(32,), warmup=0, repeats=1,
+                            out=str(tmp_path), device="cpu")
     record = speed.measure("bert:attention_dropout=0.0", 32, config)
     assert record["ms_per_step"] > 0 and record["params"] > 0 and record["model"] == "bert:attention_dropout=0.0"
-    over = speed.run_limited("fnet", 64, speed.LRASpeedConfig(models=("fnet",), time_budget=0.5, out=str(tmp_path)))
+    over = speed.run_limited("fnet", 64, LRASpeedConfig(models=("fnet",), time_budget=0.5, out=str(tmp_path)))
     assert over["error"] == "over budget" and over["ms_per_step"] is None
     with pytest.raises(ValueError, match="unknown model"):
-        speed.LRASpeedConfig(models=("gpt",))
+        LRASpeedConfig(models=("gpt",))
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="parent-death signal is Linux-only")
 def test_a_speed_worker_dies_with_its_parent_even_on_sigkill():
     """A killed `lra speed` must not leave its measuring worker running (it would skew later runs)."""
-    child = ("import os, time; from tokenmix.lra.speed import _die_with_parent; "
-             "_die_with_parent(os.getppid()); print('armed', flush=True); time.sleep(120)")
+    child = ("import os, time; from tokenmix.bench.measure import die_with_parent; "
+             "die_with_parent(os.getppid()); print('armed', flush=True); time.sleep(120)")
     parent = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True); "
               "c.stdout.readline(); print(c.pid, flush=True); time.sleep(120)")
     launcher = subprocess.Popen([sys.executable, "-c", parent, child], stdout=subprocess.PIPE, text=True)
@@ -155,10 +205,10 @@ def test_speed_table_markdown_plot_and_exponent(tmp_path):
         records.append({"model": "fnet", "seq_len": n, "ms_per_step": 0.5 * n, "steps_per_s": 1e3 / (0.5 * n),
                         "peak_mem_bytes": 1000 * n, "device": "cpu"})
     records.append({"model": "bert", "seq_len": 4096, "ms_per_step": None, "peak_mem_bytes": None, "error": "OOM"})
-    assert speed.fit_exponent([r for r in records if r["model"] == "fnet"], "peak_mem_bytes") == pytest.approx(1.0)
-    assert speed.fit_exponent([r for r in records if r["model"] == "bert"], "ms_per_step") == pytest.approx(2.0)
-    fits = {m: {"memory_exponent": speed.fit_exponent([r for r in records if r["model"] == m], "peak_mem_bytes"),
-                "time_exponent": speed.fit_exponent([r for r in records if r["model"] == m], "ms_per_step")}
+    assert speed.exponent([r for r in records if r["model"] == "fnet"], "peak_mem_bytes") == pytest.approx(1.0)
+    assert speed.exponent([r for r in records if r["model"] == "bert"], "ms_per_step") == pytest.approx(2.0)
+    fits = {m: {"memory_exponent": speed.exponent([r for r in records if r["model"] == m], "peak_mem_bytes"),
+                "time_exponent": speed.exponent([r for r in records if r["model"] == m], "ms_per_step")}
             for m in ("bert", "fnet")}
     result = {"config": {"task": "text", "batch_size": 8, "time_budget": 60.0, "max_memory_gb": 4.0},
               "results": records, "fits": fits, "notes": ["performer: skipped"]}
@@ -173,8 +223,8 @@ def test_speed_table_markdown_plot_and_exponent(tmp_path):
 def test_root_op_baseline_predicts_the_commonest_label_per_outermost_operator():
     import numpy as np
 
-    from tokenmix.lra.data import Split
     from tokenmix.lra.run import root_op_baseline
+    from tokenmix.lra.splits import Split
 
     ids = np.array([[1, 3, 9], [1, 3, 9], [1, 4, 9], [1, 4, 9], [1, 4, 9]], dtype=np.uint8)  # CLS, operator, digit
     train = Split(ids, np.array([9, 9, 0, 0, 1]))
@@ -205,7 +255,7 @@ def test_max_len_trains_on_the_head_of_each_sequence_and_eval_reads_the_same(tmp
 def test_split_head_keeps_the_first_positions_and_counts_cut_examples():
     import numpy as np
 
-    from tokenmix.lra.data import Split
+    from tokenmix.lra.splits import Split
 
     split = Split(np.array([[1, 5, 6, 7], [1, 5, 0, 0]], dtype=np.uint8), np.array([0, 1]), stats={"truncated": 0})
     head = split.head(2)

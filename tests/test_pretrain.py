@@ -16,11 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 import tokenmix
-from tokenmix.text.prepare import DataPrepareConfig, prepare_data
-from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
-from tokenmix.train.pretrain import PretrainConfig, run_pretraining
+from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
+from tokenmix.text.prepare import prepare_data
+from tokenmix.text.tokenizer import train_tokenizer
+from tokenmix.train.configs import PretrainConfig
+from tokenmix.train.pretrain import run_pretraining
 
-WORDS = "the a river mountain city old new quick slow red green blue bird fish tree stone light dark sings runs".split()
+WORDS = ["the", "a", "river", "mountain", "city", "old", "new", "quick", "slow", "red", "green", "blue", "bird", "fish", "tree", "stone", "light", "dark", "sings", "runs"]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +180,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, mon
     def poisoned(out, batch):
         calls["n"] += 1
         sums = original(out, batch)
-        return sums * float("nan") if calls["n"] > 6 else sums
+        return {name: value * float("nan") for name, value in sums.items()} if calls["n"] > 6 else sums
 
     monkeypatch.setattr(pretrain, "pretraining_sums", poisoned)
     with pytest.raises(FloatingPointError, match="step 7.*last good checkpoint is step 5"):
@@ -219,7 +221,8 @@ def test_moe_auxiliary_losses_are_added_and_logged(corpus, tmp_path):
 
 def heldout_kl(student_dir: Path, teacher_dir: Path, corpus: Path) -> float:
     """Mean KL(teacher ‖ student) at temperature 1 over the masked positions of two held-out batches."""
-    from tokenmix.text.pretraining import PretrainingDataConfig, PretrainingDataset
+    from tokenmix.text.pretraining import PretrainingDataset
+    from tokenmix.train.configs import PretrainingDataConfig
     from tokenmix.train.distill import soft_kl
 
     data, data_config = PretrainingDataset(corpus, "heldout"), PretrainingDataConfig(max_seq_len=32, max_predictions_per_seq=5)

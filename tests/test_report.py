@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from tokenmix.cli import main
+from tokenmix.cli.main import main
+from tokenmix.reporting.configs import ReportConfig
 from tokenmix.reporting.pareto import Point, pareto_front
-from tokenmix.reporting.report import ReportConfig, bench_time, build_report
+from tokenmix.reporting.report import bench_time, build_report
 from tokenmix.reporting.summaries import classify, collect
+from tokenmix.reporting.tables import render_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
+
+
+def test_render_table_as_text_or_markdown():
+    rows = [["fnet", "1.5", None], ["bert", "12.25", "x"]]
+    assert render_table(["model", "ms", "note"], rows) == (
+        "model     ms  note\n-----  -----  ----\nfnet     1.5\nbert   12.25  x")
+    assert render_table(["model", "ms", "note"], rows, markdown=True) == (
+        "| model | ms | note |\n|---|---:|---|\n| fnet | 1.5 |  |\n| bert | 12.25 | x |")
 
 
 def table_rows(markdown: str, heading: str) -> list[list[str]]:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tokenmix.cli import main
+from tokenmix.cli.main import main
 from tokenmix.reproduce import study
-from tokenmix.reproduce.study import parse_budget
+from tokenmix.reproduce.configs import parse_budget
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 

@@ -8,7 +8,16 @@ import pytest
 
 from tokenmix.benchmarks import superglue_metrics as m
 from tokenmix.benchmarks.examples import Example
-from tokenmix.benchmarks.superglue import SEGMENT_SEP, TASKS, available_splits, from_hf_dataset, get_task, load_split, read_jsonl
+from tokenmix.benchmarks.superglue import (
+    SEGMENT_SEP,
+    SUPERGLUE_TABLE_COLUMNS,
+    TASKS,
+    available_splits,
+    get_superglue_task,
+    load_split,
+    read_jsonl,
+    read_superglue_dataset,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "superglue"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "superglue"
@@ -23,13 +32,15 @@ def write_lines(path: Path, lines: list) -> Path:
 # --- task registry -----------------------------------------------------------------------------
 
 def test_task_registry_and_names():
-    assert get_task("BoolQ") is TASKS["boolq"] and get_task("AX-b") is TASKS["axb"]
+    assert get_superglue_task("BoolQ") is TASKS["boolq"] and get_superglue_task("AX-b") is TASKS["axb"]
     assert TASKS["cb"].label_names == ("entailment", "contradiction", "neutral") and TASKS["cb"].num_labels == 3
     assert TASKS["copa"].is_regression and TASKS["record"].is_regression and not TASKS["multirc"].is_regression
     assert TASKS["multirc"].metrics == ("f1a", "em") and TASKS["axg"].evaluate_with == "rte"
     with pytest.raises(ValueError, match="unknown SuperGLUE task 'sst2'; valid tasks: boolq, cb, copa, multirc, "
                                          "record, rte, wic, wsc, axb, axg"):
-        get_task("sst2")
+        get_superglue_task("sst2")
+    assert SUPERGLUE_TABLE_COLUMNS == {"boolq": "BoolQ", "cb": "CB", "copa": "COPA", "multirc": "MultiRC",
+                                       "record": "ReCoRD", "rte": "RTE", "wic": "WiC", "wsc": "WSC"}
 
 
 # --- readers on official-format fixtures ---------------------------------------------------------
@@ -183,8 +194,8 @@ SHARED_COUNTS = {
 
 @pytest.mark.parametrize("task,split", sorted(SHARED_COUNTS))
 def test_shared_real_files(task, split):
-    if not get_task(task).path(SHARED, split).is_file():
-        pytest.skip(f"{get_task(task).path(SHARED, split)} absent (real SuperGLUE copies live in ../shared/data)")
+    if not get_superglue_task(task).path(SHARED, split).is_file():
+        pytest.skip(f"{get_superglue_task(task).path(SHARED, split)} absent (real SuperGLUE copies live in ../shared/data)")
     data = load_split(SHARED, task, split, strict=True)
     assert (data.records, len(data.examples)) == SHARED_COUNTS[task, split]
     assert data.labelled == (split != "test" or task in ("axb", "axg"))
@@ -206,43 +217,43 @@ def test_hf_adapter_matches_the_jsonl_reader():
     datasets = pytest.importorskip("datasets")
     cb = datasets.Dataset.from_dict({"premise": ["It was raining, so she said he stayed home.", "I don't think he left."],
                                      "hypothesis": ["he stayed home", "he left"], "idx": [0, 1], "label": [0, 1]})
-    assert from_hf_dataset(cb, "cb", "validation").examples == load_split(FIXTURES, "cb", "val").examples[:2]
+    assert read_superglue_dataset(cb, "cb", "validation").examples == load_split(FIXTURES, "cb", "val").examples[:2]
     copa = datasets.Dataset.from_dict({
         "premise": ["The man turned on the faucet."], "choice1": ["The toilet filled with water."],
         "choice2": ["Water flowed from the spout."], "question": ["effect"], "idx": [0], "label": [1]})
-    assert from_hf_dataset(copa, "copa").examples == load_split(FIXTURES, "copa", "val").examples[:2]
+    assert read_superglue_dataset(copa, "copa").examples == load_split(FIXTURES, "copa", "val").examples[:2]
     paragraph = "Tom has a red <b>bike</b>.<br>He rides it to school."
     multirc = datasets.Dataset.from_dict({
         "paragraph": [paragraph] * 2, "question": ["What colour is the bike?"] * 2, "answer": ["Red", "Blue"],
         "idx": [{"paragraph": 0, "question": 0, "answer": 0}, {"paragraph": 0, "question": 0, "answer": 1}],
         "label": [1, 0]})
-    assert from_hf_dataset(multirc, "multirc").examples == load_split(FIXTURES, "multirc", "val").examples[:2]
+    assert read_superglue_dataset(multirc, "multirc").examples == load_split(FIXTURES, "multirc", "val").examples[:2]
     passage = "Barack Obama met Angela Merkel in Berlin."
     record = datasets.Dataset.from_dict({
         "passage": [passage], "query": ["@placeholder hosted the meeting."], "idx": [{"passage": 1, "query": 2}],
         "entities": [["Berlin", "Barack Obama", "Angela Merkel", "Berlin"]], "answers": [["the Chancellor"]]})
-    split = from_hf_dataset(record, "record")
+    split = read_superglue_dataset(record, "record")
     assert split.examples == load_split(FIXTURES, "record", "val").examples[6:]
     assert split.answers == {2: ("the Chancellor",)} and split.warnings == {"record_answers_not_in_entities": 1}
     wsc = datasets.Dataset.from_dict({
         "text": ["Mark told Pete many lies about himself. He should have been more skeptical."],
         "span1_index": [2], "span2_index": [7], "span1_text": ["Pete"], "span2_text": ["He"], "idx": [0], "label": [1]})
-    assert from_hf_dataset(wsc, "wsc").examples == load_split(FIXTURES, "wsc", "val").examples[:1]
+    assert read_superglue_dataset(wsc, "wsc").examples == load_split(FIXTURES, "wsc", "val").examples[:1]
     test = datasets.Dataset.from_dict({"question": ["is snow white"], "passage": ["Snow -- Snow is white."],
                                        "idx": [0], "label": [-1]})
-    assert from_hf_dataset(test, "boolq", "test").examples == load_split(FIXTURES, "boolq", "test").examples
+    assert read_superglue_dataset(test, "boolq", "test").examples == load_split(FIXTURES, "boolq", "test").examples
 
 
 def test_hf_adapter_errors():
     datasets = pytest.importorskip("datasets")
     with pytest.raises(ValueError, match="not a super_glue rte dataset: missing column.s. hypothesis, premise "
                                          r"\(has: idx, label, sentence1, sentence2\)"):
-        from_hf_dataset(datasets.Dataset.from_dict({"sentence1": ["a"], "sentence2": ["b"], "idx": [0],
+        read_superglue_dataset(datasets.Dataset.from_dict({"sentence1": ["a"], "sentence2": ["b"], "idx": [0],
                                                     "label": [0]}), "rte")
     unlabelled = datasets.Dataset.from_dict({"premise": ["p"], "hypothesis": ["h"], "idx": [0], "label": [-1]})
     with pytest.raises(ValueError, match="datasets row 0:label: missing label"):
-        from_hf_dataset(unlabelled, "rte", "validation", strict=True)
-    assert from_hf_dataset(unlabelled, "rte", "validation").malformed == 1
+        read_superglue_dataset(unlabelled, "rte", "validation", strict=True)
+    assert read_superglue_dataset(unlabelled, "rte", "validation").malformed == 1
 
 
 # --- metrics against hand-computed values ------------------------------------------------------

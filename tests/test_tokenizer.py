@@ -14,11 +14,10 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from tokenmix.text.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig  # noqa: E402
+from tokenmix.text.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 
-WORDS = ("the a of and to in is was for on that with as by at from his her it an were are which this be or has "
-         "had not but tokenizer mixing fourier transform encoder attention sequence hidden layer token model "
-         "training sparse mixer expert router capacity").split()
+WORDS = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "his", "her", "it", "an", "were", "are", "which", "this", "be", "or", "has", "had", "not", "but", "tokenizer", "mixing", "fourier", "transform", "encoder", "attention", "sequence", "hidden", "layer", "token", "model", "training", "sparse", "mixer", "expert", "router", "capacity"]
 
 
 def corpus(n: int = 400, seed: int = 0) -> list[str]:

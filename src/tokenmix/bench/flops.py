@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
 # Datasheet dense peak TFLOP/s: fp32 (CUDA cores), tf32 / bf16 / fp16 (tensor cores). First match wins.
 PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     (r"H200", {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
@@ -42,22 +45,17 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
 
 def _cpu_attention_formulas() -> dict[Any, Callable[..., int]]:
     """torch counts the CUDA attention kernels but not the fused CPU one: the same formulas for it."""
-    import torch
-    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
-
     aten = torch.ops.aten
     return {
         aten._scaled_dot_product_flash_attention_for_cpu:
-            lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
+            lambda q, k, v, *args, **kwargs: sdpa_flop_count(q, k, v),
         aten._scaled_dot_product_flash_attention_for_cpu_backward:
-            lambda grad, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, q, k, v),
+            lambda grad, q, k, v, *args, **kwargs: sdpa_backward_flop_count(grad, q, k, v),
     }
 
 
 def count_matmul_flops(step: Callable[[], Any]) -> int:
     """FLOPs of the matrix products one call of ``step`` performs."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
         step()
     return int(counter.get_total_flops())

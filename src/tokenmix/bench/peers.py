@@ -20,17 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
+from tokenmix.bench.configs import PEERS
 from tokenmix.models.config import ModelConfig
 
-# peer name -> (tokenmix variant whose size it copies, transformers class prefix)
-PEERS = {"hf_fnet": ("fnet", "FNet"), "hf_bert": ("bert", "Bert")}
-COMPARE = {"hf": tuple(PEERS)}
 HEAD_SUFFIX = {"pretrain": "ForPreTraining", "train": "ForSequenceClassification", "inference": "Model"}
 
 
 def require_transformers() -> Any:
     try:
-        import transformers
+        import transformers  # noqa: PLC0415 (optional, not a dependency: only --compare hf needs it)
     except ImportError:
         raise ValueError("--compare hf needs Hugging Face transformers: pip install transformers") from None
     return transformers
@@ -54,8 +54,6 @@ def hf_config(name: str, config: ModelConfig) -> Any:
 
 def hf_batch(mode: str, batch: dict[str, Any]) -> dict[str, Any]:
     """Our benchmark batch (see ``speed.make_batch``) in transformers' argument names."""
-    import torch
-
     out = {"input_ids": batch["input_ids"]}
     if mode == "train":
         out["labels"] = batch["labels"]

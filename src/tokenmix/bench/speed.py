@@ -17,75 +17,28 @@ machine, background load then affects every model alike, which keeps same-run ra
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from tokenmix.io.files import atomic_write, write_json
-from tokenmix.reporting.tables import mib, render_markdown, render_table
+import torch
+from tqdm.auto import tqdm
 
-MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
-AMP_DTYPES = ("none", "bf16", "fp16")
-
-
-@dataclass
-class SpeedBenchConfig:
-    models: tuple[str, ...] = field(default=("fnet", "linear", "random", "ff_only", "hybrid", "bert"),
-                                    metadata={"help": "registered model names"})
-    preset: str = field(default="mini", metadata={"help": "size preset"})
-    seq_lens: tuple[int, ...] = field(default=(128, 512, 2048), metadata={"help": "sequence lengths"})
-    batch_size: int = field(default=8, metadata={"help": "examples per step"})
-    mode: tuple[str, ...] = field(default=("train",), metadata={"help": "train, pretrain and/or inference"})
-    compare: tuple[str, ...] = field(default=(), metadata={"help": "add peers of the same size: hf (transformers FNet and BERT with SDPA)"})
-    warmup: int = field(default=2, metadata={"help": "untimed steps before measuring"})
-    repeats: int = field(default=5, metadata={"help": "timed steps (the median is reported)"})
-    rounds: int = field(default=1, metadata={"help": "measure every configuration this many times, interleaved, and pool the timings"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default); 1 gives stable timings on a shared machine"})
-    amp: str = field(default="none", metadata={"help": "autocast dtype: none, bf16 or fp16"})
-    tf32: bool = field(default=True, metadata={"help": "allow TF32 tensor cores for float32 matmuls (CUDA, Ampere and newer)"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile every model (Fourier mixing then uses DFT matmuls)"})
-    fourier_impl: str = field(default="auto", metadata={"help": "Fourier transform: auto (measured), fft or matmul"})
-    isolate: bool = field(default=True, metadata={"help": "fresh process per configuration on CPU (needed for peak memory)"})
-    memory_limit_gb: float = field(default=0.0, metadata={"help": "CPU: cap each configuration's process at this many GB (0 = no cap); larger ones are reported as out of memory"})
-    time_budget_s: float = field(default=0.0, metadata={"help": "CPU: stop a configuration's process after this many seconds (0 = none)"})
-    baseline: str = field(default="bert", metadata={"help": "model the speed-up column is relative to"})
-    seed: int = field(default=0, metadata={"help": "random seed for weights and inputs"})
-    json: str | None = field(default=None, metadata={"help": "write the records to this JSON file"})
-    markdown: str | None = field(default=None, metadata={"help": "write the tables as markdown to this file"})
-
-    def __post_init__(self) -> None:
-        from tokenmix.bench.peers import COMPARE
-        from tokenmix.models.registry import get_variant
-
-        for name in self.models:
-            get_variant(name)
-        bad = [m for m in self.mode if m not in MODES]
-        if bad:
-            raise ValueError(f"unknown mode {', '.join(bad)}; choose from {', '.join(MODES)}")
-        unknown = [c for c in self.compare if c not in COMPARE]
-        if unknown:
-            raise ValueError(f"unknown --compare {', '.join(unknown)}; choose from {', '.join(COMPARE)}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp={self.amp!r} is not valid; choose one of {', '.join(AMP_DTYPES)}")
-        if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 \
-                or self.rounds < 1:
-            raise ValueError("seq_lens, batch_size, repeats and rounds must be positive and warmup non-negative")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
-        if self.memory_limit_gb < 0 or self.time_budget_s < 0:
-            raise ValueError("memory_limit_gb and time_budget_s must be >= 0 (0 = no limit)")
-
-    @property
-    def subjects(self) -> tuple[str, ...]:
-        """Our models, then the peers --compare adds."""
-        from tokenmix.bench.peers import COMPARE
-
-        return self.models + tuple(p for c in self.compare for p in COMPARE[c] if p not in self.models)
+from tokenmix.bench.configs import MODES, PEERS, SpeedBenchConfig
+from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
+from tokenmix.bench.measure import PeakMemory, enable_tf32, median, resource_error, run_isolated, time_steps
+from tokenmix.bench.peers import build_peer, require_transformers
+from tokenmix.devices import device_name, resolve_device
+from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.models.factory import build_model
+from tokenmix.models.mixing.autotune import choices
+from tokenmix.models.registry import make_config
+from tokenmix.reporting.tables import mib, render_table
+from tokenmix.train.optim import adamw
 
 
 def make_batch(mode: str, vocab_size: int, batch_size: int, seq_len: int, device: Any, generator: Any) -> dict[str, Any]:
     """Random token ids (no padding) plus the labels the mode's head needs."""
-    import torch
 
     def ints(high: int, *shape: int) -> torch.Tensor:
         return torch.randint(0, high, shape, generator=generator).to(device)
@@ -105,10 +58,6 @@ def build(name: str, mode: str, seq_len: int, config: SpeedBenchConfig, device: 
           ) -> tuple[Any, Callable[[Any], Any]]:
     """(model on ``device``, forward): ``forward(module)`` runs ``module`` (the model or its compiled
     form) on one fixed batch and returns the output (with ``.loss`` in the training modes)."""
-    from tokenmix.bench.peers import PEERS, build_peer
-    from tokenmix.models.factory import build_model
-    from tokenmix.models.registry import make_config
-
     variant = PEERS[name][0] if name in PEERS else name
     model_config = make_config(variant, config.preset, head=MODES[mode], fourier_impl=config.fourier_impl,
                                max_position_embeddings=max(seq_len, 512))
@@ -123,10 +72,6 @@ def build(name: str, mode: str, seq_len: int, config: SpeedBenchConfig, device: 
 def make_step(mode: str, model: Any, module: Any, forward: Callable[[Any], Any], amp: Any, device: Any
               ) -> tuple[Callable[[], None], Any]:
     """(one benchmark step, its optimizer or None); ``module`` is ``model`` or its compiled form."""
-    import torch
-
-    from tokenmix.train.optim import adamw
-
     autocast = torch.autocast(device.type, dtype=amp, enabled=amp is not None)
     if mode == "inference":
         model.eval()
@@ -153,13 +98,6 @@ def make_step(mode: str, model: Any, module: Any, forward: Callable[[Any], Any],
 
 def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
     """Time one (model, length, mode) configuration in this process."""
-    import torch
-
-    from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
-    from tokenmix.bench.measure import PeakMemory, device_name, enable_tf32, median, resolve_device, time_steps
-    from tokenmix.bench.peers import PEERS
-    from tokenmix.models.mixing.autotune import choices
-
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -196,8 +134,6 @@ def measure(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dic
 def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig) -> dict[str, Any]:
     """:func:`measure`, in a fresh process on CPU; a configuration that runs out of memory or time
     becomes a record with ``error`` so that the other results are kept."""
-    from tokenmix.bench.measure import resolve_device, resource_error, run_isolated
-
     try:
         if config.isolate and resolve_device(config.device).type == "cpu":
             return run_isolated(measure, name, seq_len, mode, config, timeout=config.time_budget_s or None,
@@ -214,8 +150,6 @@ def measure_or_fail(name: str, seq_len: int, mode: str, config: SpeedBenchConfig
 def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One record from the same configuration measured in several rounds: the median over every
     timed step, the largest peak memory; any failed round fails the configuration."""
-    from tokenmix.bench.measure import median
-
     failed = next((r for r in rounds if r.get("error")), None)
     if failed or len(rounds) == 1:
         return failed or rounds[0]
@@ -234,12 +168,6 @@ def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     """Measure every (model, seq_len, mode) ``rounds`` times; write JSON/markdown if asked; return
     the records. Output paths and the device are checked before anything is measured."""
-    from tqdm.auto import tqdm
-
-    from tokenmix.bench.measure import resolve_device
-    from tokenmix.bench.peers import require_transformers
-    from tokenmix.io.files import ensure_writable
-
     resolve_device(config.device)
     if config.compare:
         require_transformers()
@@ -262,13 +190,14 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
         text = format_speed_table(records, config.baseline, markdown=True)
         if config.compare:
             text += "\n\n" + format_peer_table(records, markdown=True)
-        atomic_write(config.markdown, lambda tmp: open(tmp, "w").write(text + "\n"))
+        atomic_write(config.markdown, lambda tmp: Path(tmp).write_text(text + "\n"))
     return records
 
 
 def _speedup(ref: dict[str, Any] | None, r: dict[str, Any]) -> str:
-    ok = ref is not None and ref.get("ms_per_step") and r.get("ms_per_step")
-    return f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x" if ok else "-"
+    if ref is None or not ref.get("ms_per_step") or not r.get("ms_per_step"):
+        return "-"
+    return f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x"
 
 
 def _tflops(r: dict[str, Any]) -> str:
@@ -298,20 +227,17 @@ def format_speed_table(records: list[dict[str, Any]], baseline: str = "bert", ma
     headers = ["model", "seq_len", "mode", "ms/step", "tokens/s", "peak MiB", f"speed-up vs {baseline}",
                f"mem vs {baseline}", "dense TFLOP/s / peak"]
     device = next((r["device"] for r in records if r.get("device")), "?")
-    if markdown:
-        return f"Device: {device}\n\n" + render_markdown(headers, rows)
-    return f"device: {device}\n" + render_table(headers, rows)
+    heading = f"Device: {device}\n\n" if markdown else f"device: {device}\n"
+    return heading + render_table(headers, rows, markdown)
 
 
 def format_peer_table(records: list[dict[str, Any]], markdown: bool = False) -> str:
     """Our models against every peer at the same (mode, seq_len): peer ms / our ms (2.00x = we are
     twice as fast)."""
-    from tokenmix.bench.peers import PEERS
-
     peers = [p for p in PEERS if any(r["model"] == p for r in records)]
     by_key = {(r["model"], r["seq_len"], r["mode"]): r for r in records}
     rows = [[r["mode"], r["seq_len"], r["model"], f"{r['ms_per_step']:.1f}" if r.get("ms_per_step") else r.get("error", "-"),
              *(_speedup(by_key.get((p, r["seq_len"], r["mode"])), r) for p in peers)]
             for r in records if r["model"] not in PEERS]
     headers = ["mode", "seq_len", "model", "ms/step", *(f"{p} ÷ model" for p in peers)]
-    return (render_markdown if markdown else render_table)(headers, rows)
+    return render_table(headers, rows, markdown)

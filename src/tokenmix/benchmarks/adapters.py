@@ -13,7 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tokenmix.benchmarks import glue_metrics, superglue_metrics
 from tokenmix.benchmarks.examples import Example
+from tokenmix.benchmarks.glue import GlueTask, label_name, read_split
+from tokenmix.benchmarks.superglue import SuperGLUETask, load_split
+from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.io.files import atomic_write
 
 
@@ -37,10 +41,8 @@ class Loaded:
 class GlueAdapter:
     benchmark = "glue"
 
-    def __init__(self, name: str) -> None:
-        from tokenmix.benchmarks.glue import get_task
-
-        self.spec = get_task(name)
+    def __init__(self, spec: GlueTask) -> None:
+        self.spec = spec
         self.name, self.num_labels, self.is_regression = self.spec.name, self.spec.num_labels, self.spec.is_regression
         self.eval_splits, self.test_splits = self.spec.eval_splits, self.spec.test_splits
         self.score_metric, self.labels = self.spec.score, self.spec.labels
@@ -49,8 +51,6 @@ class GlueAdapter:
         return (Path(data_dir) / self.spec.folder / f"{split}.tsv").is_file()
 
     def read(self, data_dir: str | Path, split: str) -> Loaded:
-        from tokenmix.benchmarks.glue import read_split
-
         s = read_split(data_dir, self.spec, split)
         return Loaded(split, s.path, s.examples, len(s.skipped), s.describe_skipped())
 
@@ -60,14 +60,10 @@ class GlueAdapter:
         return logits.argmax(-1).tolist()
 
     def metrics(self, split: Loaded, values: list) -> dict[str, float]:
-        from tokenmix.benchmarks.glue_metrics import compute
-
-        return compute(self.spec.metrics, values, [e.label for e in split.examples])
+        return glue_metrics.compute(self.spec.metrics, values, [e.label for e in split.examples if e.label is not None])
 
     def _write(self, path: Path, split: Loaded, values: list) -> Path:
         """``index<TAB>prediction``, labels spelt as in the GLUE files (the GLUE server format)."""
-        from tokenmix.benchmarks.glue import label_name
-
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = ["index\tprediction"] + [f"{e.idx}\t{label_name(self.spec, v)}" for e, v in zip(split.examples, values)]
         return atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
@@ -82,10 +78,8 @@ class GlueAdapter:
 class SuperGlueAdapter:
     benchmark = "superglue"
 
-    def __init__(self, name: str) -> None:
-        from tokenmix.benchmarks.superglue import get_task
-
-        self.spec = get_task(name)
+    def __init__(self, spec: SuperGLUETask) -> None:
+        self.spec = spec
         self.name, self.num_labels, self.is_regression = self.spec.name, self.spec.num_labels, self.spec.is_regression
         self.eval_splits = ("val",) if "val" in self.spec.files else ()
         self.test_splits, self.score_metric = ("test",), self.spec.main_metric
@@ -95,8 +89,6 @@ class SuperGlueAdapter:
         return self.spec.path(data_dir, split).is_file()
 
     def read(self, data_dir: str | Path, split: str) -> Loaded:
-        from tokenmix.benchmarks.superglue import load_split
-
         s = load_split(data_dir, self.spec, split)
         note = s.describe() if s.malformed or s.warnings else ""
         return Loaded(split, s.source, s.examples, s.malformed, note, s.answers)
@@ -105,31 +97,18 @@ class SuperGlueAdapter:
         return [round(v, 4) for v in logits[:, 0].tolist()] if self.is_regression else logits.argmax(-1).tolist()
 
     def metrics(self, split: Loaded, values: list) -> dict[str, float]:
-        from tokenmix.benchmarks.superglue_metrics import compute_metrics
-
-        return compute_metrics(self.spec, split.examples, values, split.answers)
+        return superglue_metrics.compute_metrics(self.spec, split.examples, values, split.answers)
 
     def write_predictions(self, out: Path, split: Loaded, values: list) -> Path:
         """The leaderboard's jsonl form for every evaluated split (COPA/ReCoRD: the chosen candidate)."""
-        import json
-
-        from tokenmix.benchmarks.superglue_metrics import submission_records
-
-        path = out / f"{split.name}_predictions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r) + "\n" for r in submission_records(self.spec, split.examples, values))
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        records = superglue_metrics.submission_records(self.spec, split.examples, values)
+        return superglue_metrics.write_jsonl(out / f"{split.name}_predictions.jsonl", records)
 
     def write_submission(self, directory: Path, split: Loaded, values: list) -> Path:
-        from tokenmix.benchmarks.superglue_metrics import write_submission
-
-        return write_submission(directory, self.spec, split.examples, values)
-
-
-ADAPTERS = {"glue": GlueAdapter, "superglue": SuperGlueAdapter}
+        return superglue_metrics.write_submission(directory, self.spec, split.examples, values)
 
 
 def get_adapter(benchmark: str, task: str) -> GlueAdapter | SuperGlueAdapter:
-    if benchmark not in ADAPTERS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(ADAPTERS)}")
-    return ADAPTERS[benchmark](task)
+    """The adapter of ``task`` of ``benchmark`` (``glue`` or ``superglue``)."""
+    spec = get_benchmark_task(benchmark, task)
+    return GlueAdapter(spec) if isinstance(spec, GlueTask) else SuperGlueAdapter(spec)

@@ -1,4 +1,5 @@
-"""GLUE tasks: specs, readers for the official TSV layout, and a Hugging Face ``datasets`` adapter.
+"""GLUE tasks: specs, readers for the official TSV layout and for Hugging Face ``datasets``, and the
+columns of a results table.
 
 The official files are tab separated with no quoting at all (a ``"`` inside a sentence is just a
 character), so they are read with ``csv.QUOTE_NONE``; reading them with default CSV quoting silently
@@ -34,7 +35,6 @@ class GlueTask:
     hf_name: str = ""
     hf_text: tuple[str, ...] = ()
     hf_labels: tuple[str, ...] | None = None  # label names of the HF dataset's integer labels
-    in_average: bool = True
     test_columns: dict[str, str | int] = field(default_factory=dict)  # overrides for test.tsv
 
     @property
@@ -70,15 +70,26 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in (
     GlueTask("rte", "RTE", "sentence1", "sentence2", "label", _NLI2, ("accuracy",), "accuracy", "RTE.tsv",
              hf_name="rte", hf_text=("sentence1", "sentence2"), hf_labels=_NLI2),
     GlueTask("wnli", "WNLI", "sentence1", "sentence2", "label", _BINARY, ("accuracy",), "accuracy", "WNLI.tsv",
-             hf_name="wnli", hf_text=("sentence1", "sentence2"), in_average=False),
+             hf_name="wnli", hf_text=("sentence1", "sentence2")),
 )}
 # The paper's average (FNet Table 2): MNLI-m and MNLI-mm count as two entries, WNLI is left out.
 AVERAGE_CONVENTION = ("mean of the per-task scores (CoLA MCC, MRPC/QQP F1, STS-B Spearman, accuracy otherwise), "
                       "MNLI-m and MNLI-mm counted separately, WNLI excluded, as in the FNet paper's Table 2")
 
 
-def get_task(name: str) -> GlueTask:
+# Columns of a GLUE results table in the order of the FNet paper's Table 2 (MNLI matched and
+# mismatched apart; WNLI, which the paper leaves out, last), each headed by the task's folder name.
+GLUE_TABLE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm",
+                 **{name: TASKS[name].folder for name in ("qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte", "wnli")}}
+
+
+def get_glue_task(name: str) -> GlueTask:
     return lookup_task(TASKS, name, "GLUE")
+
+
+def column_title(column: str) -> str:
+    """The header of a results column: a :data:`GLUE_TABLE_COLUMNS` header, else a task's folder name."""
+    return GLUE_TABLE_COLUMNS.get(column) or (TASKS[column].folder if column in TASKS else column)
 
 
 @dataclass
@@ -118,43 +129,45 @@ def split_path(data_dir: str | Path, task: GlueTask, split: str) -> Path:
 
 def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
     raw = raw.strip()
-    if task.is_regression:
+    if task.labels is None:  # regression
         try:
             return float(raw)
         except ValueError:
             raise ValueError(f"{where}: score {raw!r} is not a number") from None
-    if raw not in task.labels:  # type: ignore[operator]
-        raise ValueError(f"{where}: label {raw!r} is not a {task.name} label (valid: {', '.join(task.labels)})")  # type: ignore[arg-type]
-    return task.labels.index(raw)  # type: ignore[union-attr]
+    if raw not in task.labels:
+        raise ValueError(f"{where}: label {raw!r} is not a {task.name} label (valid: {', '.join(task.labels)})")
+    return task.labels.index(raw)
 
 
 def read_split(data_dir: str | Path, task: GlueTask | str, split: str) -> Split:
     """Read ``DATA_DIR/<TASK>/<split>.tsv``. Test files have no label column (labels are None)."""
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_glue_task(task) if isinstance(task, str) else task
     path = split_path(data_dir, task, split)
     is_test = split.startswith("test")
     csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     headered = isinstance(task.text_a, str) or is_test
-    columns = {"text_a": task.text_a, "text_b": task.text_b, "label": None if is_test else task.label}
-    if is_test:
-        columns.update(task.test_columns)
+    columns = task.test_columns if is_test else {}  # overrides of the task's columns
     header, body, first_line = (rows[0], rows[1:], 2) if headered and rows else ([], rows, 1)
     index = {name: i for i, name in enumerate(header)}
 
-    def position(column: str | int | None) -> int | None:
-        if column is None or isinstance(column, int):
+    def position(column: str | int) -> int:
+        if isinstance(column, int):
             return column
         if column not in index:
             raise ValueError(f"{path}: no column {column!r} in the header ({', '.join(header)}); "
                              f"is this the {task.folder} {split} file of the official GLUE layout?")
         return index[column]
 
-    cols = {key: position(column) for key, column in columns.items()}
+    a_col = position(columns.get("text_a", task.text_a))
+    b_name = columns.get("text_b", task.text_b)
+    b_col = None if b_name is None else position(b_name)
+    label_col = None if is_test else position(columns.get("label", task.label))
     idx_col = next((index[n] for n in ("index", "id") if n in index), None)
     width = len(header) if header else max((len(r) for r in body), default=0)
-    examples, skipped = [], []
+    examples: list[Example] = []
+    skipped: list[tuple[int, str]] = []
     for number, row in enumerate(body, start=first_line):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -162,25 +175,25 @@ def read_split(data_dir: str | Path, task: GlueTask | str, split: str) -> Split:
             skipped.append((number, f"{len(row)} fields instead of {width}"))
             continue
         where = f"{path}:{number}"
-        label = None if cols["label"] is None else _parse_label(task, row[cols["label"]], where)
-        examples.append(Example(text_a=row[cols["text_a"]], text_b=None if cols["text_b"] is None else row[cols["text_b"]],
+        label = None if label_col is None else _parse_label(task, row[label_col], where)
+        examples.append(Example(text_a=row[a_col], text_b=None if b_col is None else row[b_col],
                                 label=label, idx=row[idx_col] if idx_col is not None else len(examples)))
     if not examples:
         raise ValueError(f"{path} has no readable rows")
     return Split(task.name, split, str(path), examples, skipped)
 
 
-def from_hf(dataset: Any, task: GlueTask | str, split: str = "validation") -> Split:
+def read_glue_dataset(dataset: Any, task: GlueTask | str, split: str = "validation") -> Split:
     """Examples from a Hugging Face ``datasets.Dataset`` of the ``glue`` dataset (columns as on the hub:
     ``sentence``/``sentence1``/``premise``..., ``label`` as an integer, -1 for test rows, ``idx``)."""
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_glue_task(task) if isinstance(task, str) else task
     missing = [c for c in (*task.hf_text, "label") if c not in dataset.column_names]
     if missing:
         raise ValueError(f"the dataset has no column(s) {missing} needed for {task.name} "
                          f"(columns: {dataset.column_names}); pass the {task.hf_name!r} configuration of 'glue'")
     feature = getattr(dataset, "features", {}).get("label")
     names = tuple(getattr(feature, "names", None) or task.hf_labels or task.labels or ())
-    examples = []
+    examples: list[Example] = []
     for i, row in enumerate(dataset):
         raw = row["label"]
         if raw is None or (not task.is_regression and raw < 0):
@@ -194,17 +207,6 @@ def from_hf(dataset: Any, task: GlueTask | str, split: str = "validation") -> Sp
     return Split(task.name, split, f"datasets:{task.hf_name}/{split}", examples)
 
 
-def load_hf(task: GlueTask | str, split: str) -> Split:
-    """``datasets.load_dataset("glue", task)[split]`` (needs the hub, or its local cache)."""
-    task = get_task(task) if isinstance(task, str) else task
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        raise ValueError("loading GLUE from the hub needs `pip install datasets`; or pass --data-dir with the "
-                         "official GLUE folders") from None
-    return from_hf(load_dataset("glue", task.hf_name, split=split), task, split)
-
-
 def label_name(task: GlueTask, value: int | float) -> str:
     """A prediction as written in GLUE files and submissions (``entailment``, ``1``, ``3.250``)."""
-    return f"{float(value):.3f}" if task.is_regression else task.labels[int(value)]  # type: ignore[index]
+    return f"{float(value):.3f}" if task.labels is None else task.labels[int(value)]

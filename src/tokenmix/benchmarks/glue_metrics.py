@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 
@@ -18,9 +20,6 @@ METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 def compute(names: Sequence[str], predictions: Sequence[float], labels: Sequence[float]) -> dict[str, float]:
     """Each metric in ``names`` for class predictions (or regression scores) against gold labels.
     Correlations of a constant prediction are undefined; they are reported as 0 (a failed run)."""
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
     preds, gold = np.asarray(predictions), np.asarray(labels)
     if preds.shape != gold.shape or preds.ndim != 1 or not len(gold):
         raise ValueError(f"need as many predictions as labels (1-D, non-empty), got {preds.shape} and {gold.shape}")

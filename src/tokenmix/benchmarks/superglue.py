@@ -98,9 +98,11 @@ TASKS: dict[str, SuperGLUETask] = {t.name: t for t in (
     _diagnostic("axg", "AX-g", ("accuracy", "gender_parity"), "accuracy", ("premise", "hypothesis")),
 )}
 BENCHMARK_TASKS = tuple(name for name, task in TASKS.items() if task.evaluate_with is None)
+# Columns of a SuperGLUE results table (the benchmark tasks), each headed by the task's folder name.
+SUPERGLUE_TABLE_COLUMNS = {name: TASKS[name].dirname for name in BENCHMARK_TASKS}
 
 
-def get_task(name: str) -> SuperGLUETask:
+def get_superglue_task(name: str) -> SuperGLUETask:
     """The task spec by name, case-insensitive, with or without dashes (``boolq``, ``BoolQ``, ``AX-b``)."""
     return lookup_task(TASKS, name, "SuperGLUE")
 
@@ -294,8 +296,21 @@ def _clean_multirc(text: str) -> str:
 
 
 def _frame(task: SuperGLUETask, row: dict, out: SuperGLUESplit) -> list[Example]:
-    name, label = task.name, (None if task.name == "record" else _label(task, row.get("label")))
-    idx = _idx(row["idx"]) if not isinstance(row["idx"], Mapping) else None
+    name, label, ids = task.name, (None if task.name == "record" else _label(task, row.get("label"))), row["idx"]
+    if name == "multirc":
+        p, q, a = ids["paragraph"], ids["question"], ids["answer"]
+        return [Example(_clean_multirc(row["question"]),
+                        _clean_multirc(row["answer"]) + SEGMENT_SEP + _clean_multirc(row["paragraph"]),
+                        label, f"{p}_{q}_{a}", f"{p}_{q}")]
+    if name == "record":
+        query, answers = ids["query"], row["answers"]
+        if answers is not None:
+            out.answers[query] = tuple(answers)
+            out.warnings["record_answers_not_in_entities"] += len(set(answers) - set(row["entities"]))
+        return [Example(entity, row["query"] + SEGMENT_SEP + row["passage"],
+                        None if answers is None else int(entity in answers), f"{query}_{k}", query)
+                for k, entity in enumerate(row["entities"])]
+    idx = _idx(ids)  # one record, one id (MultiRC and ReCoRD ids above are objects)
     if name == "boolq":
         return [Example(row["question"], row["passage"], label, idx)]
     if name in ("cb", "rte", "axg"):
@@ -306,22 +321,8 @@ def _frame(task: SuperGLUETask, row: dict, out: SuperGLUESplit) -> list[Example]
         return [Example(row["word"], _mark_word(row, "1") + SEGMENT_SEP + _mark_word(row, "2"), label, idx)]
     if name == "wsc":
         return [Example(row["span1_text"], row["span2_text"] + SEGMENT_SEP + _mark_wsc(row, out), label, idx)]
-    if name == "copa":
-        return [Example(row["premise"], row["question"] + SEGMENT_SEP + row[f"choice{k + 1}"],
-                        None if label is None else int(label == k), f"{idx}_{k}", idx) for k in (0, 1)]
-    ids = row["idx"]
-    if name == "multirc":
-        p, q, a = ids["paragraph"], ids["question"], ids["answer"]
-        return [Example(_clean_multirc(row["question"]),
-                        _clean_multirc(row["answer"]) + SEGMENT_SEP + _clean_multirc(row["paragraph"]),
-                        label, f"{p}_{q}_{a}", f"{p}_{q}")]
-    query, answers = ids["query"], row["answers"]
-    if answers is not None:
-        out.answers[query] = tuple(answers)
-        out.warnings["record_answers_not_in_entities"] += len(set(answers) - set(row["entities"]))
-    return [Example(entity, row["query"] + SEGMENT_SEP + row["passage"],
-                    None if answers is None else int(entity in answers), f"{query}_{k}", query)
-            for k, entity in enumerate(row["entities"])]
+    return [Example(row["premise"], row["question"] + SEGMENT_SEP + row[f"choice{k + 1}"],  # COPA
+                    None if label is None else int(label == k), f"{idx}_{k}", idx) for k in (0, 1)]
 
 
 def _number_pairs(examples: list[Example]) -> list[Example]:
@@ -357,7 +358,7 @@ def _collect(task: SuperGLUETask, split: str, source: str, rows: Iterable[tuple[
 def read_jsonl(path: str | Path, task: str | SuperGLUETask, split: str = "val", strict: bool = False) -> SuperGLUESplit:
     """Read one official-format jsonl file of ``task``. ``split`` says whether labels are required
     (all splits but ``test``)."""
-    task = task if isinstance(task, SuperGLUETask) else get_task(task)
+    task = task if isinstance(task, SuperGLUETask) else get_superglue_task(task)
     split, path = _SPLIT_ALIASES.get(split, split), Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SuperGLUE {task.dirname} {split} file not found: {path}")
@@ -383,7 +384,7 @@ def _parse_line(data: bytes) -> Any:
 def load_split(data_dir: str | Path, task: str | SuperGLUETask, split: str, strict: bool = False) -> SuperGLUESplit:
     """``split`` of ``task`` from the official layout under ``data_dir`` (``DIR/CB/val.jsonl``,
     ``DIR/AX-b/AX-b.jsonl`` whose only split is ``test``)."""
-    task = task if isinstance(task, SuperGLUETask) else get_task(task)
+    task = task if isinstance(task, SuperGLUETask) else get_superglue_task(task)
     path = task.path(data_dir, split)
     if not path.is_file():
         present = available_splits(data_dir, task)
@@ -394,16 +395,16 @@ def load_split(data_dir: str | Path, task: str | SuperGLUETask, split: str, stri
 
 
 def available_splits(data_dir: str | Path, task: str | SuperGLUETask) -> list[str]:
-    task = task if isinstance(task, SuperGLUETask) else get_task(task)
+    task = task if isinstance(task, SuperGLUETask) else get_superglue_task(task)
     return [split for split in task.files if task.path(data_dir, split).is_file()]
 
 
-def from_hf_dataset(dataset: Any, task: str | SuperGLUETask, split: str = "val",
+def read_superglue_dataset(dataset: Any, task: str | SuperGLUETask, split: str = "val",
                     strict: bool = False) -> SuperGLUESplit:
     """A Hugging Face ``super_glue`` split (``load_dataset("super_glue", "cb")["validation"]``, or any
     ``datasets.Dataset`` with the same columns; label -1 = unlabelled). ``wsc.fixed`` rows read as
     ``wsc``."""
-    task = task if isinstance(task, SuperGLUETask) else get_task(task)
+    task = task if isinstance(task, SuperGLUETask) else get_superglue_task(task)
     split = _SPLIT_ALIASES.get(split, split)
     columns = set(getattr(dataset, "column_names", None) or [])
     needed = set(task.fields) | {"idx"} | (set() if task.name == "record" else {"label"})

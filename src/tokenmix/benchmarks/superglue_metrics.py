@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from tokenmix.benchmarks.examples import Example
-from tokenmix.benchmarks.superglue import BENCHMARK_TASKS, SuperGLUETask, get_task
+from tokenmix.benchmarks.superglue import BENCHMARK_TASKS, SuperGLUETask, get_superglue_task
 from tokenmix.io.files import atomic_write
 
 
@@ -134,7 +134,7 @@ def record_scores(groups: Sequence[Any], candidates: Sequence[str], scores: Sequ
 
 
 def _task(task: str | SuperGLUETask) -> SuperGLUETask:
-    return task if isinstance(task, SuperGLUETask) else get_task(task)
+    return task if isinstance(task, SuperGLUETask) else get_superglue_task(task)
 
 
 def compute_metrics(task: str | SuperGLUETask, examples: Sequence[Example], predictions: Sequence[float],
@@ -144,8 +144,8 @@ def compute_metrics(task: str | SuperGLUETask, examples: Sequence[Example], pred
     gold answers per query (``SuperGLUESplit.answers``)."""
     task = _task(task)
     _check_lengths(examples=examples, predictions=predictions)
-    labels = [e.label for e in examples]
-    if any(label is None for label in labels):
+    labels = [int(e.label) for e in examples if e.label is not None]
+    if len(labels) < len(examples):
         raise ValueError(f"{task.dirname}: cannot score unlabelled examples (a test split?); "
                          "write a submission file instead")
     groups, classes = [e.group for e in examples], [int(p) for p in predictions]
@@ -176,7 +176,7 @@ def superglue_average(task_scores: Mapping[str, Mapping[str, float] | float]) ->
     leaderboard's number needs all eight)."""
     per_task = []
     for name, value in task_scores.items():
-        task = get_task(name)
+        task = get_superglue_task(name)
         if task.evaluate_with is not None:
             continue
         if isinstance(value, Mapping):
@@ -216,13 +216,16 @@ def submission_records(task: str | SuperGLUETask, examples: Sequence[Example],
             for paragraph, questions in paragraphs.items()]
 
 
-def write_submission(out_dir: str | Path, task: str | SuperGLUETask, examples: Sequence[Example],
-                     predictions: Sequence[float]) -> Path:
-    """Write ``OUT_DIR/<Task>.jsonl`` (``BoolQ.jsonl``, ``AX-b.jsonl``, ...) as the leaderboard expects,
-    atomically (a crash leaves the previous file or none, never half a file)."""
-    task = _task(task)
-    records = submission_records(task, examples, predictions)
-    path = Path(out_dir) / f"{task.dirname}.jsonl"
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """One JSON record per line, written atomically (a crash leaves the previous file or none, never
+    half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(record) + "\n" for record in records)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_submission(out_dir: str | Path, task: str | SuperGLUETask, examples: Sequence[Example],
+                     predictions: Sequence[float]) -> Path:
+    """Write ``OUT_DIR/<Task>.jsonl`` (``BoolQ.jsonl``, ``AX-b.jsonl``, ...) as the leaderboard expects."""
+    task = _task(task)
+    return write_jsonl(Path(out_dir) / f"{task.dirname}.jsonl", submission_records(task, examples, predictions))

@@ -28,7 +28,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         hint, flag = hints[f.name], "--" + f.name.replace("_", "-")
         args = typing.get_args(hint)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
         if f.metadata.get("positional"):  # e.g. `tokenmix predict --model DIR "text a" "text b"`

@@ -14,24 +14,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tokenmix.bench.moe import MoEBenchConfig
-from tokenmix.bench.scaling import ScalingBenchConfig
-from tokenmix.bench.speed import SpeedBenchConfig
+from tokenmix.bench.configs import MoEBenchConfig, ScalingBenchConfig, SpeedBenchConfig
 from tokenmix.io.configs import ConvertConfig, OnnxExportConfig
-from tokenmix.lra.run import LRAEvalConfig, LRARunConfig
-from tokenmix.lra.speed import LRASpeedConfig
-from tokenmix.lra.table import LRATableConfig
+from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig, LRASpeedConfig, LRATableConfig
 from tokenmix.options import option
-from tokenmix.reporting.report import ReportConfig
-from tokenmix.reproduce.study import ReproduceConfig
-from tokenmix.text.classifier import PredictConfig
-from tokenmix.text.prepare import DataPrepareConfig
-from tokenmix.text.tokenizer import TokenizerTrainConfig
-from tokenmix.train.demo import DemoConfig
-from tokenmix.train.distill import DistillConfig
-from tokenmix.train.finetune import FinetuneConfig
-from tokenmix.train.pretrain import PretrainConfig
-from tokenmix.train.suite import GlueConfig, SuperGlueConfig
+from tokenmix.reporting.configs import ReportConfig
+from tokenmix.reproduce.configs import ReproduceConfig
+from tokenmix.text.configs import DataPrepareConfig, PredictConfig, TokenizerTrainConfig
+from tokenmix.train.configs import (
+    DemoConfig,
+    DistillConfig,
+    FinetuneConfig,
+    GlueConfig,
+    PretrainConfig,
+    SuperGlueConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -86,16 +83,16 @@ def cmd_convert(direction: str) -> Callable[[ConvertConfig], None]:
     def run(config: ConvertConfig) -> None:
         from tokenmix.io import huggingface
 
-        out = (huggingface.from_hf if direction == "from-hf" else huggingface.to_hf)(config.src, config.dst)
+        out = (huggingface.from_huggingface if direction == "from-hf" else huggingface.to_huggingface)(config.src, config.dst)
         print(f"converted {config.src} -> {out}")
 
     return run
 
 
 def cmd_demo(config: DemoConfig) -> None:
-    from tokenmix.train.demo import format_table, run_demo
+    from tokenmix.train.demo import format_demo_table, run_demo
 
-    print(format_table(run_demo(config)))  # run_demo writes config.json itself
+    print(format_demo_table(run_demo(config)))  # run_demo writes config.json itself
 
 
 def cmd_tokenizer_train(config: TokenizerTrainConfig) -> None:
@@ -139,9 +136,9 @@ def cmd_finetune(config: FinetuneConfig) -> None:
 
 def cmd_suite(benchmark: str) -> Callable[[GlueConfig], None]:
     def run(config: GlueConfig) -> None:
-        from tokenmix.train.suite import format_table, run_suite
+        from tokenmix.train.suite import format_benchmark_table, run_suite
 
-        print(format_table(run_suite(config, benchmark)))
+        print(format_benchmark_table(run_suite(config, benchmark)))
         print(f"wrote {config.out}/{benchmark}.md and {benchmark}.json")
 
     return run

@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar
 
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from tokenmix.io.files import atomic_write
 from tokenmix.models.config import ModelConfig
 from tokenmix.version import __version__
 
-if TYPE_CHECKING:
-    from torch import nn
-
+M = TypeVar("M", bound=nn.Module)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Where later pipelines put a model inside a run directory, in order of preference.
@@ -29,13 +29,14 @@ _RUN_SUBDIRS = ("model", "best", "final")
 
 def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
     """Save a model that has a ``config`` (a :class:`ModelConfig`)."""
-    return save_weights(model.config, model.state_dict(), directory)
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"save_pretrained needs a tokenmix model (with a ModelConfig `config`), got {type(model).__name__}")
+    return save_weights(config, model.state_dict(), directory)
 
 
 def save_weights(config: ModelConfig, state: dict[str, torch.Tensor], directory: str | Path) -> Path:
     """Write a model folder from a config and a (full, unwrapped) state dict."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
@@ -81,8 +82,6 @@ def read_config(directory: Path) -> ModelConfig:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise FileNotFoundError(f"missing weights file {path}")
     try:
@@ -115,8 +114,8 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
     model.load_state_dict(state, strict=False)
 
 
-def load_model(path: str | Path, build: Callable[[ModelConfig], nn.Module], variant: str | None = None,
-               **overrides: Any) -> Any:
+def load_model(path: str | Path, build: Callable[[ModelConfig], M], variant: str | None = None,
+               **overrides: object) -> M:
     """Read the model folder at ``path`` (or a run directory's model) into ``build(config)``.
 
     ``variant`` checks the saved variant (e.g. refuse a BERT checkpoint where FNet was expected).

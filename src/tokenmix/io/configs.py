@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tokenmix.options import option
 
+
 @dataclass
 class OnnxExportConfig:
     model_dir: str = option("", "model folder (config.json + model.safetensors) or a run directory", positional=True)

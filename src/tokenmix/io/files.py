@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one,
     never a half-written one, even if the process dies mid-write."""
     path = Path(path)

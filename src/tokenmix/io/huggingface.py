@@ -1,9 +1,9 @@
 """Weight interop with Hugging Face ``transformers`` FNet checkpoints.
 
 Our encoder computes the same function as ``FNetModel`` (post-LN blocks, Re(2D DFT) mixing, tied MLM
-decoder); only parameter names differ. :func:`from_hf` turns a ``save_pretrained`` folder of
+decoder); only parameter names differ. :func:`from_huggingface` turns a ``save_pretrained`` folder of
 ``FNetModel`` / ``FNetForPreTraining`` / ``FNetForSequenceClassification`` into a tokenmix model
-directory, and :func:`to_hf` writes the reverse, so released FNet weights can be fine-tuned here and
+directory, and :func:`to_huggingface` writes the reverse (``tokenmix convert from-hf`` / ``to-hf``), so released FNet weights can be fine-tuned here and
 our models served with the Hugging Face stack. Both directions read and write plain JSON and
 safetensors: transformers itself is never imported. Foreign ``.bin`` files are only read with
 ``torch.load(weights_only=True)``, which cannot run code.
@@ -11,6 +11,7 @@ safetensors: transformers itself is never imported. Foreign ``.bin`` files are o
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from tokenmix.io.checkpoint import find_model_dir, load_weights, read_safetensors
 from tokenmix.io.files import atomic_write
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.factory import build_model, load_pretrained
 
-__all__ = ["from_hf", "to_hf"]
+__all__ = ["from_huggingface", "to_huggingface"]
 
 # The one name table, used in both directions: (tokenmix name, Hugging Face name). ``{i}`` is a layer
 # index, ``{p}`` is ``weight`` or ``bias``. HF names of encoder tensors get ``fnet.`` in head models.
@@ -65,11 +67,12 @@ def _pairs(head: str) -> list[tuple[str, str]]:
     return [(ours, prefix + hf if ours.startswith("encoder.") else hf) for ours, hf in KEY_MAP]
 
 
-def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], to_hf: bool
+def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], hf_names: bool
             ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename every tensor by the first matching pair. Unmatched names keep their name (so that
-    ``load_weights`` reports them as unexpected) and are also returned as a list."""
-    rules = [(_regex(ours if to_hf else hf), hf if to_hf else ours) for ours, hf in pairs]
+    """Rename every tensor by the first matching pair, to the Hugging Face names if ``hf_names``, else
+    to ours. Unmatched names keep their name (so that ``load_weights`` reports them as unexpected) and
+    are also returned as a list."""
+    rules = [(_regex(ours if hf_names else hf), hf if hf_names else ours) for ours, hf in pairs]
     out, unmatched = {}, []
     for name, tensor in state.items():
         for regex, target in rules:
@@ -157,10 +160,10 @@ def _config_from_hf(hf: dict[str, Any], path: Path) -> ModelConfig:
 def _copy_tokenizer(src: Path, dst: Path) -> None:
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
-            atomic_write(dst / name, lambda tmp, f=src / name: shutil.copyfile(f, tmp))
+            atomic_write(dst / name, functools.partial(shutil.copyfile, src / name))
 
 
-def from_hf(src: str | Path, dst: str | Path) -> Path:
+def from_huggingface(src: str | Path, dst: str | Path) -> Path:
     """Convert a Hugging Face FNet ``save_pretrained`` folder into a tokenmix model directory."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -168,7 +171,7 @@ def from_hf(src: str | Path, dst: str | Path) -> Path:
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {src}")
     if dst.resolve() == src.resolve():
-        raise ValueError(f"from_hf would overwrite its source {src}; pick another destination")
+        raise ValueError(f"convert from-hf would overwrite its source {src}; pick another destination")
     config = _config_from_hf(_read_json(src / "config.json"), src)
     state = _read_hf_weights(src)
     prefix = "" if config.head == "none" else "fnet."
@@ -177,7 +180,7 @@ def from_hf(src: str | Path, dst: str | Path) -> Path:
         raise ValueError(f"{src} has an MLM decoder that is not tied to the word embedding; tokenmix always ties them")
     state = {name: t for name, t in state.items() if not _IGNORED_HF.match(name)}
     model = build_model(config)
-    load_weights(model, _rename(state, _pairs(config.head), to_hf=False)[0], str(src))
+    load_weights(model, _rename(state, _pairs(config.head), hf_names=False)[0], str(src))
     model.save_pretrained(dst)
     _copy_tokenizer(src, dst)
     return dst
@@ -219,15 +222,13 @@ def _hf_config(config: ModelConfig) -> dict[str, Any]:
     return hf
 
 
-def to_hf(src: str | Path, dst: str | Path) -> Path:
+def to_huggingface(src: str | Path, dst: str | Path) -> Path:
     """Write a tokenmix FNet model as a Hugging Face FNet folder (config.json + model.safetensors)."""
-    from safetensors.torch import save_file
-
     src, dst = find_model_dir(src), Path(dst)
     model = load_pretrained(src)
     _check_representable(model.config, src)
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    state, unmatched = _rename(state, _pairs(model.config.head), to_hf=True)
+    state, unmatched = _rename(state, _pairs(model.config.head), hf_names=True)
     if unmatched:
         raise ValueError(f"{src} has tensors with no Hugging Face FNet name: {', '.join(unmatched)}")
     dst.mkdir(parents=True, exist_ok=True)

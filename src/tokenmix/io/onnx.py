@@ -4,14 +4,14 @@ What the graph can and cannot do, and why:
 
 * **Fourier mixing** is exported in its DFT-matmul form (``fourier_impl="matmul"``): ONNX has no
   complex tensors, so ``torch.fft`` does not export. The cosine/sine matrices are constants built
-  for the traced length L, so the graph of a mixing model (fnet, hybrid, linear, random, Sparse
-  Mixers) takes sequences of exactly L tokens: a DFT over another length is another function, and
-  the learned/random mixing matrices are sliced to L. Pad inputs to L, as the official pipelines do.
-  Models without length-specific mixing (bert, ff_only) get a dynamic length axis as well.
+  for the traced length L, so the graph of a model with a ``length_dependent`` mixer (fnet, hybrid,
+  linear, random, Sparse Mixers) takes sequences of exactly L tokens: a DFT over another length is
+  another function, and the learned/random mixing matrices are sliced to L. Pad inputs to L, as the
+  official pipelines do. Models without such a mixer (bert, ff_only) get a dynamic length axis as well.
 * The **batch axis is dynamic** for every model. Mixture-of-experts layers route tokens in groups
   whose expert capacity depends on the group size, so the exported graph routes each example on
   its own (``max_group_size`` = one example); PyTorch's default routes a whole batch together.
-* Learned circulant/Toeplitz mixing runs FFTs and cannot be exported.
+* Mixers that are not ``onnx_exportable`` (learned circulant/Toeplitz mixing, FFT products) are refused.
 
 The file is written only after onnxruntime reproduces PyTorch on random inputs of several batch
 sizes (max abs difference <= ``atol``); export and check go to a temporary file that is renamed.
@@ -34,13 +34,13 @@ from tokenmix.io.checkpoint import find_model_dir, read_config
 from tokenmix.io.configs import OnnxExportConfig
 from tokenmix.io.files import atomic_write, ensure_writable
 from tokenmix.models.config import ModelConfig
+from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
+from tokenmix.models.mixing.registry import get_mixer, list_mixers
 from tokenmix.models.moe import num_groups
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 OUTPUT_NAMES = {"none": ("last_hidden_state", "pooler_output"), "classification": ("logits",), "regression": ("logits",)}
-LENGTH_FREE_MIXING = ("attention", "identity")  # no [L, L] matrix: the length axis can stay dynamic
-FFT_ONLY_MIXING = ("circulant", "toeplitz")
 
 
 def require_onnx() -> None:
@@ -52,7 +52,7 @@ def require_onnx() -> None:
 class OnnxWrapper(nn.Module):
     """Plain tensors in and out (an ONNX graph has no output dataclasses): the head's outputs."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TokenMixPreTrainedModel) -> None:
         super().__init__()
         self.model = model
         self.output_names = OUTPUT_NAMES[model.config.head]
@@ -67,9 +67,11 @@ def load_for_export(model_dir: Path, config: OnnxExportConfig) -> tuple[OnnxWrap
     """The model in eval mode with its export settings; also the traced length, whether the length
     axis is dynamic, and notes for the user."""
     saved = read_config(model_dir)
-    if saved.mixing in FFT_ONLY_MIXING:
-        raise ValueError(f"{model_dir} uses {saved.mixing} mixing, computed with FFTs, which ONNX cannot express; "
-                         f"only fourier, hartley, linear, random, identity and attention mixing export")
+    refused = sorted({name for name in saved.layer_mixing() if not get_mixer(name).onnx_exportable})
+    if refused:
+        exportable = [name for name in list_mixers() if get_mixer(name).onnx_exportable]
+        raise ValueError(f"{model_dir} uses {', '.join(refused)} mixing, which ONNX cannot express; only "
+                         f"{', '.join(exportable)} mixing export")
     seq_len = config.seq_len or saved.max_position_embeddings
     if seq_len > saved.max_position_embeddings:
         raise ValueError(f"seq_len={seq_len} exceeds the model's max_position_embeddings={saved.max_position_embeddings}; "
@@ -84,9 +86,12 @@ def load_for_export(model_dir: Path, config: OnnxExportConfig) -> tuple[OnnxWrap
         notes.append(f"MoE layers route each example on its own in the graph (groups of {group} tokens), so that "
                      f"any batch size works; PyTorch with max_group_size={saved.max_group_size} routes the tokens "
                      f"of a batch together, so its outputs can differ slightly")
-    dynamic_length = not saved.num_moe_layers and saved.mixing in LENGTH_FREE_MIXING
+    # The variant's own mixing decides whether the length axis can stay dynamic (no [L, L] map), so a
+    # hybrid keeps a fixed length even when attention replaces all of its layers.
+    length_dependent = get_mixer(saved.mixing).length_dependent
+    dynamic_length = not saved.num_moe_layers and not length_dependent
     if not dynamic_length:
-        why = "MoE expert capacity" if saved.mixing in LENGTH_FREE_MIXING else f"{saved.mixing} mixing"
+        why = f"{saved.mixing} mixing" if length_dependent else "MoE expert capacity"
         notes.append(f"{why} is length-specific: the graph takes sequences of exactly {seq_len} tokens "
                      f"(pad shorter inputs; re-export with --seq-len N for another length)")
     model = load_pretrained(model_dir, **overrides).eval()
@@ -117,13 +122,14 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def fold_constants(program: Any, seq_len: int, hidden_size: int) -> None:
+def fold_constants(program: torch.onnx.ONNXProgram, seq_len: int, hidden_size: int) -> None:
     """Precompute what the graph would recompute on every run. Traced, the DFT matrices are
     built from ``arange`` (Mod, Cast, Cos, Sin per layer); folded, they become constants, and the
     identical copies of the layers are merged into one (a 12-layer FNet keeps one [2, L, L] matrix,
     not twelve), which keeps long-length graphs under ONNX's 2 GB file limit."""
-    import onnxscript.optimizer
-    from onnx_ir.passes.common import DeduplicateInitializersPass
+    # Optional dependencies (tokenmix[onnx]), checked by require_onnx: imported only when exporting.
+    import onnxscript.optimizer  # noqa: PLC0415
+    from onnx_ir.passes.common import DeduplicateInitializersPass  # noqa: PLC0415
 
     limit = 2 * max(seq_len, hidden_size) ** 2  # elements of the largest DFT matrix
     onnxscript.optimizer.optimize(program.model, input_size_limit=limit, output_size_limit=limit)
@@ -132,7 +138,7 @@ def fold_constants(program: Any, seq_len: int, hidden_size: int) -> None:
 
 def max_difference(path: str, wrapper: OnnxWrapper, cases: list[tuple[torch.Tensor, ...]]) -> float:
     """Largest absolute difference between onnxruntime and PyTorch over every output of every case."""
-    import onnxruntime
+    import onnxruntime  # noqa: PLC0415  (optional dependency tokenmix[onnx], checked by require_onnx)
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
@@ -169,6 +175,8 @@ def export_onnx(config: OnnxExportConfig) -> dict[str, Any]:
             program = torch.onnx.export(wrapper, example, dynamo=True, opset_version=config.opset, verbose=False,
                                         input_names=list(INPUT_NAMES), output_names=list(wrapper.output_names),
                                         dynamic_shapes={name: dict(axes) for name in INPUT_NAMES})
+            if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+                raise RuntimeError("torch.onnx.export returned no program")
             fold_constants(program, seq_len, model_config.hidden_size)
             program.save(tmp, external_data=False)
         if config.check:

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from tokenmix.lra.data import DataOptions, Split, cache_key, cached, make_encoder, shuffled_holdout
+from tokenmix.lra.splits import DataOptions, Split, cache_key, cached, make_padder, shuffled_holdout
 from tokenmix.lra.tasks import BYTE_OFFSET, TaskSpec
 
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])
@@ -74,8 +75,6 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_jpeg_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
     try:
         with np.load(path, allow_pickle=False) as data:
             jpeg, offsets, labels = data["jpeg"], data["offsets"], data["labels"].astype(np.int64)
@@ -123,8 +122,8 @@ def load(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> dict[st
         for split in splits:
             images, labels = raw[split]
             pixels = to_gray(images).reshape(len(images), -1).astype(np.int64) + BYTE_OFFSET
-            encoder = make_encoder(task, options)
-            result[split] = Split(encoder.encode(pixels, f"image {split}"), labels,
+            padder = make_padder(task, options)
+            result[split] = Split(padder.encode(pixels, f"image {split}"), labels,
                                   stats={"source": options.data_dir, "format": kind, "rows": len(labels), "malformed_rows": 0})
         return result
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
-from tokenmix.lra.data import DataOptions, Split, cache_key, cached, make_encoder
+from tokenmix.lra.image import to_gray
+from tokenmix.lra.splits import DataOptions, Split, cache_key, cached, make_padder
 from tokenmix.lra.tasks import BYTE_OFFSET, TaskSpec
 
 DIFFICULTY = {"easy": 6, "intermediate": 9, "hard": 14}
@@ -150,7 +154,7 @@ def _generate_range(size: int, contour_length: int, seed: int, split_index: int,
                      for i in range(start, stop)])
 
 
-def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: object = None,
+def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: tqdm | None = None,
                    workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [n, size, size], labels [n]); balanced labels, image i from seed (seed, split, i),
     so ``workers`` processes drawing chunks give the same images as one."""
@@ -165,8 +169,6 @@ def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: i
             progress.update(len(part))
 
     if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
             for job, part in zip(jobs, pool.map(_generate_range, *zip(*jobs))):
                 store(job, part)
@@ -178,10 +180,6 @@ def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: i
 
 def read_official(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """All images listed in ``folder/metadata/*`` (lines ``subdir file _ label ...``), in file order."""
-    from PIL import Image
-
-    from tokenmix.lra.image import to_gray
-
     images, labels = [], []
     for meta in sorted((folder / "metadata").glob("*")):
         for line in meta.read_text().splitlines():
@@ -197,8 +195,6 @@ def read_official(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> dict[str, Split]:
-    from tqdm.auto import tqdm
-
     size = task.image_size
     if options.data_dir:
         folder = Path(options.data_dir)
@@ -223,9 +219,9 @@ def load(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> dict[st
         result = {}
         for split in splits:
             images, labels = raw[split]
-            encoder = make_encoder(task, options)
+            padder = make_padder(task, options)
             pixels = images.reshape(len(images), -1).astype(np.int64) + BYTE_OFFSET
-            result[split] = Split(encoder.encode(pixels, f"{task.name} {split}"), labels,
+            result[split] = Split(padder.encode(pixels, f"{task.name} {split}"), labels,
                                   stats={"rows": len(labels), "difficulty": options.difficulty, "malformed_rows": 0})
         return result
 

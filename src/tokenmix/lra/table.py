@@ -3,23 +3,29 @@ in %, one row per model; the average is over the tasks present, excluding Path-X
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tokenmix.options import option
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.lra.configs import LRATableConfig
+from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
+
+SUMMARY = "summary.json"  # written by `lra run` (tokenmix.lra.run)
 
 
-@dataclass
-class LRATableConfig:
-    runs: tuple[str, ...] = option(("runs/lra",), "run directories (searched recursively for summary.json)")
-    json: str | None = option(None, "also write the table as JSON")
-    markdown: str | None = option(None, "also write the markdown table to this file")
-
-    def __post_init__(self) -> None:
-        self.runs = tuple(self.runs)
-        if not self.runs:
-            raise ValueError("--runs is empty; name at least one run directory")
+def summaries(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every ``summary.json`` of kind ``lra`` under the given run directories."""
+    found = []
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FileNotFoundError(f"no such run directory: {root}")
+        for path in sorted([root] if root.is_file() else root.rglob(SUMMARY)):
+            record = json.loads(path.read_text())
+            if record.get("kind") == "lra":
+                found.append({**record, "path": str(path.parent)})
+    return found
 
 
 def collect(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -34,8 +40,6 @@ def collect(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]
 
 
 def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
-    from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
-
     titles = [TASKS[name].title for name in TABLE_COLUMNS]
     lines = ["| Model | " + " | ".join(titles) + " | Avg |", "|---" * (len(titles) + 2) + "|"]
     for model, cells in table.items():
@@ -57,9 +61,6 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run_table(config: LRATableConfig) -> str:
-    from tokenmix.io.files import atomic_write, write_json
-    from tokenmix.lra.run import summaries
-
     records = summaries(config.runs)
     if not records:
         raise FileNotFoundError(f"no LRA summary.json under {', '.join(config.runs)}; train with `tokenmix lra run`")

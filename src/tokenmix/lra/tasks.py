@@ -14,19 +14,26 @@ Sizes are those of the LRA paper's appendix / the ``google-research/long-range-a
 configuration the issue and the FNet paper cite.) ``--preset lra`` means these sizes; any other preset
 name takes the size from :data:`tokenmix.models.config.PRESETS`, and ``--override`` changes any field. The
 model's ``max_position_embeddings`` is the task's sequence length, or the shorter ``--max-len`` of a run
-(+1 for the CLS token).
+(+1 for the CLS token). The model is the shared encoder with an LRA head
+(:class:`tokenmix.models.heads.TokenMixForLRA`, or the two-tower one for retrieval); its config records the
+pooling and the task (``lra_task``), so a saved model is an ordinary model folder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from tokenmix.models.config import POOLINGS, ModelConfig
+from tokenmix.models.registry import make_config
 
 # Byte / pixel vocabulary shared by text, retrieval, image and pathfinder: 0 = PAD, 1 = CLS, 2 + v
 # for the byte or grey level v (0..255).
 BYTE_PAD, BYTE_CLS, BYTE_OFFSET = 0, 1, 2
 BYTE_VOCAB_SIZE = 256 + BYTE_OFFSET
-POOLINGS = ("cls", "mean")
+# len(tokenmix.lra.listops.VOCAB): [PAD] [CLS] [UNK], four operators, "]" and ten digits (a test checks it).
+LISTOPS_VOCAB_SIZE = 18
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def _pathfinder(size: int, sizes: dict[str, int], pooling: str, title: str, batc
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec("listops", "ListOps", 10, 1999, 0, "cls",
+    TaskSpec("listops", "ListOps", 10, 1999, LISTOPS_VOCAB_SIZE, "cls",
              dict(hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048),
              train=dict(learning_rate=5e-4, batch_size=32, weight_decay=0.1, max_steps=5000), generated=True),
     TaskSpec("text", "Text", 2, 4095, BYTE_VOCAB_SIZE, "cls",
@@ -75,29 +82,33 @@ ALIASES = {"pathfinder": "pathfinder32", "path-x": "pathfinder128", "pathx": "pa
 TABLE_COLUMNS = ("listops", "text", "retrieval", "image", "pathfinder32", "pathfinder128")
 
 
-def get_task(name: str) -> TaskSpec:
+def get_lra_task(name: str) -> TaskSpec:
     key = ALIASES.get(name.lower(), name.lower())
     if key not in TASKS:
         raise ValueError(f"unknown LRA task {name!r}; choose one of {', '.join(TASKS)} (or pathfinder, path-x)")
     return TASKS[key]
 
 
-def listops_vocab_size() -> int:
-    from tokenmix.lra.listops_grammar import VOCAB_SIZE
-
-    return VOCAB_SIZE
-
-
 def model_overrides(task: TaskSpec, preset: str, pooling: str, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(preset name for ``make_config``, field overrides) of the task's model. ``preset="lra"`` takes
-    the official sizes; the vocabulary, length and user overrides always apply."""
+    the official sizes; the head, vocabulary, length and user overrides always apply."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not valid; choose one of {', '.join(POOLINGS)}")
     fields: dict[str, Any] = {}
     if preset == "lra":
         fields.update(task.sizes, **task.model)
         preset = "mini"  # only supplies fields the task config leaves unset
-    vocab = task.vocab_size or listops_vocab_size()
-    fields.update(vocab_size=vocab, pad_token_id=0, max_position_embeddings=task.seq_len + (pooling == "cls"))
+    fields.update(head="lra_two_tower" if task.dual else "lra_classification", num_labels=task.num_classes,
+                  pooling=pooling, lra_task=task.name, vocab_size=task.vocab_size, pad_token_id=0,
+                  max_position_embeddings=task.seq_len + (pooling == "cls"))
     fields.update(overrides)
     return preset, fields
+
+
+def lra_model_config(name: str, task: TaskSpec, preset: str, pooling: str, overrides: dict[str, Any],
+                     seq_len: int | None = None) -> ModelConfig:
+    """Config of variant ``name`` on ``task`` (see :func:`model_overrides`), built for ``seq_len``
+    content tokens (default: the task's length)."""
+    task = replace(task, seq_len=seq_len) if seq_len else task
+    preset, fields = model_overrides(task, preset, pooling, overrides)
+    return make_config(name, preset, **fields)

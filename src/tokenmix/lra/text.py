@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenmix.lra.data import (
+from tokenmix.lra.splits import (
     DataOptions,
     Split,
     bytes_ids,
     cache_key,
     cached,
-    make_encoder,
+    make_padder,
     open_text,
     parse_label,
     read_tsv,
@@ -103,11 +103,11 @@ def load_text(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> di
             rows["val"] = held, {**stats, "rows": len(held), "held_out_of": "train"}
         result = {}
         for split in splits:
-            encoder = make_encoder(task, options)
+            padder = make_padder(task, options)
             records, stats = rows[split]
-            ids = encoder.encode([bytes_ids(text) for text, _ in records], f"{task.name} {split}")
+            ids = padder.encode([bytes_ids(text) for text, _ in records], f"{task.name} {split}")
             result[split] = Split(ids, np.array([label for _, label in records], dtype=np.int64),
-                                  stats={**stats, "truncated": encoder.truncated})
+                                  stats={**stats, "truncated": padder.truncated})
         return result
 
     key = cache_key(task=task.name, files=_sources(data_dir), dirs=str(data_dir.resolve()), pooling=options.pooling,
@@ -137,7 +137,7 @@ def load_retrieval(task: TaskSpec, options: DataOptions, splits: Sequence[str]) 
         result = {}
         for split, path in files.items():
             rows, stats = read_tsv(path, 5, _parse_pair)
-            first, second = make_encoder(task, options), make_encoder(task, options)
+            first, second = make_padder(task, options), make_padder(task, options)
             ids1 = first.encode([bytes_ids(r[0]) for r in rows], f"{path} text1")
             ids2 = second.encode([bytes_ids(r[1]) for r in rows], f"{path} text2")
             result[split] = Split(ids1, np.array([r[2] for r in rows], dtype=np.int64), ids2,

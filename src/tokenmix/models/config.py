@@ -9,6 +9,9 @@ This module imports no torch, so ``import tokenmix`` and ``tokenmix --help`` sta
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +19,10 @@ FOURIER_IMPLS = ("auto", "fft", "matmul")
 PAD_MIXING = ("official", "zero")
 LAYOUTS = ("top", "bottom", "middle", "mixed")
 ROUTERS = ("experts_choose", "tokens_choose")
-HEADS = ("none", "pretraining", "classification", "regression")
-ACTIVATIONS = ("gelu_tanh", "gelu")
+HEADS = ("none", "pretraining", "classification", "regression", "lra_classification", "lra_two_tower")
+POOLINGS = ("cls", "mean")
+ACTIVATIONS = ("gelu_tanh", "gelu")  # names; the functions are models.activations.ACTIVATION_FUNCTIONS
+ATTENTION = "attention"  # the mixing of hybrid attention layers (num_attention_layers, num_heads)
 
 # Sizes: (hidden, layers, heads, feed-forward). The FNet paper's Base/Large plus the small sizes we
 # train on laptops; `tiny` exists for tests and the demo.
@@ -34,12 +39,26 @@ def _meta(help_text: str, **extra: Any) -> dict[str, Any]:
     return {"help": help_text, **extra}
 
 
+def _mixing_names() -> list[str]:
+    """The names registered with ``@register_mixer("name")`` in :mod:`tokenmix.models.mixing`, read from
+    its source files rather than imported, so that this module stays torch-free (the registry itself,
+    :func:`tokenmix.models.mixing.registry.list_mixers`, imports the mixers; a test checks both agree)."""
+    registration = re.compile(r"""^@register_mixer\(["'](\w+)["']\)""", re.MULTILINE)
+    names = []
+    with os.scandir(os.path.join(os.path.dirname(__file__), "mixing")) as entries:  # os: pathlib costs 3 ms to import
+        for entry in entries:
+            if entry.name.endswith(".py"):
+                with open(entry.path, encoding="utf-8") as source:
+                    names += registration.findall(source.read())
+    return sorted(names)
+
+
 @dataclass
 class ModelConfig:
     """Architecture of one encoder (+ optional head). Field names follow the FNet paper/official code."""
 
     variant: str = field(default="fnet", metadata=_meta("registered variant name (informational; set by create_model)"))
-    mixing: str = field(default="fourier", metadata=_meta("token-mixing sublayer: fourier, linear, random, identity, attention"))
+    mixing: str = field(default="fourier", metadata=_meta(f"token-mixing sublayer: {', '.join(_mixing_names())}"))
     vocab_size: int = field(default=32000, metadata=_meta("vocabulary size"))
     hidden_size: int = field(default=256, metadata=_meta("model width d_model"))
     embedding_size: int | None = field(default=None, metadata=_meta("embedding width d_emb (None = hidden_size)"))
@@ -75,8 +94,11 @@ class ModelConfig:
     router_jitter: float = field(default=0.0, metadata=_meta("multiplicative uniform noise on router inputs while training"))
     aux_loss_factor: float = field(default=0.01, metadata=_meta("weight of the load-balancing loss (tokens-choose)"))
     router_z_loss_factor: float = field(default=1e-4, metadata=_meta("weight of the router z-loss"))
-    head: str = field(default="none", metadata=_meta("task head: none, pretraining, classification, regression"))
+    head: str = field(default="none", metadata=_meta(f"task head: {', '.join(HEADS)}"))
     num_labels: int = field(default=2, metadata=_meta("classes of the classification head"))
+    # The LRA heads only (tokenmix.models.heads): what they classify, and the task they were trained on.
+    pooling: str = field(default="cls", metadata=_meta("LRA heads: classify the first position (cls) or the mean over real tokens (mean)"))
+    lra_task: str = field(default="", metadata=_meta("LRA task the model was trained on (informational; set by `lra run`, checked by `lra eval`)"))
 
     def __post_init__(self) -> None:
         if self.embedding_size is None:
@@ -96,6 +118,7 @@ class ModelConfig:
             "moe_layout": LAYOUTS,
             "router": ROUTERS,
             "head": HEADS,
+            "pooling": POOLINGS,
             "activation": ACTIVATIONS,
         }
         for name, allowed in choices.items():
@@ -127,20 +150,21 @@ class ModelConfig:
 
     @property
     def uses_attention(self) -> bool:
-        return self.mixing == "attention" or self.num_attention_layers > 0
-
-    @property
-    def length_dependent(self) -> bool:
-        """True when some layer mixes tokens with a fixed transform that ignores the padding mask
-        (Fourier, linear, random...): a DFT over a different length is a different function, so an
-        example's output depends on how far it is padded. Such models are fed one fixed length."""
-        return self.mixing not in ("attention", "identity") and len(self.attention_layers()) < self.num_layers
+        """Some block is self-attention (so hidden_size must split into num_heads)."""
+        return self.mixing == ATTENTION or self.num_attention_layers > 0
 
     def attention_layers(self) -> frozenset[int]:
         """Indices of blocks whose mixing sublayer is self-attention (official hybrid layouts)."""
-        if self.mixing == "attention":
+        if self.mixing == ATTENTION:
             return frozenset(range(self.num_layers))
         return layer_indices(self.num_layers, self.num_attention_layers, self.attention_layout)
+
+    def layer_mixing(self) -> tuple[str, ...]:
+        """The mixing name of each block, first to last: ``mixing``, or attention in hybrid layers.
+        (What a mixing implies, e.g. a fixed input length, is a trait of its class: see
+        :func:`tokenmix.models.mixing.registry.is_length_dependent`.)"""
+        attention = self.attention_layers()
+        return tuple(ATTENTION if i in attention else self.mixing for i in range(self.num_layers))
 
     def moe_layers(self) -> frozenset[int]:
         """Indices of blocks whose feed-forward is a mixture of experts."""
@@ -186,8 +210,6 @@ def preset_sizes(preset: str) -> dict[str, int]:
 
 def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """``("dropout=0.0", "fourier_impl=matmul")`` -> typed ModelConfig overrides (CLI ``--override``)."""
-    import typing
-
     hints = typing.get_type_hints(ModelConfig)
     overrides: dict[str, Any] = {}
     for item in items:

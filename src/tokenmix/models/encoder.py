@@ -12,6 +12,7 @@ from torch import nn
 from tokenmix.io.checkpoint import load_model, save_weights
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.layers import Embeddings, EncoderBlock, Pooler
+from tokenmix.models.mixing.registry import layer_mixers
 from tokenmix.models.tracing import is_tracing
 
 
@@ -67,10 +68,9 @@ def check_inputs(config: ModelConfig, input_ids: Any, token_type_ids: Any, atten
                          f"truncate the input or build the model with max_position_embeddings={seq_len}")
     if token_type_ids is not None:
         _check_ids("token_type_ids", token_type_ids, input_ids.shape, config.type_vocab_size, "type_vocab_size")
-    if attention_mask is not None:
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-            raise ValueError(f"attention_mask must be a tensor of shape {tuple(input_ids.shape)} (1 = token, 0 = padding), got {got}")
+    if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must be a tensor of shape {tuple(input_ids.shape)} (1 = token, 0 = padding), got {got}")
 
 
 def padding_mask_from(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -89,19 +89,18 @@ def padding_mask_from(attention_mask: torch.Tensor | None) -> torch.Tensor | Non
 
 
 class Encoder(nn.Module):
-    """Embeddings -> N post-LN blocks (mixing per the config's variant and hybrid layout) -> pooler."""
+    """Embeddings -> N post-LN blocks (mixing per the config's variant and hybrid layout) -> pooler:
+    input_ids [batch, seq] -> last_hidden_state [batch, seq, hidden] and pooler_output [batch, hidden]."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        attention, moe = config.attention_layers(), config.moe_layers()
+        mixers, moe = layer_mixers(config), config.moe_layers()
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(
-            EncoderBlock(config, "attention" if i in attention else config.mixing, i, moe=i in moe)
-            for i in range(config.num_layers)
-        )
+        self.layers = nn.ModuleList(EncoderBlock(config, mixer, i, moe=i in moe) for i, mixer in enumerate(mixers))
         self.pooler = Pooler(config)
-        self.needs_padding_mask = config.uses_attention or config.pad_mixing == "zero" or bool(moe)
+        self.needs_padding_mask = (config.pad_mixing == "zero" or bool(moe)
+                                   or any(mixer.uses_padding_mask for mixer in mixers))
 
     def forward(
         self,
@@ -194,11 +193,6 @@ class TokenMixModel(TokenMixPreTrainedModel):
 
     head = "none"
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-    ) -> EncoderOutput:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> EncoderOutput:
         return self.encoder(input_ids, token_type_ids, attention_mask, output_hidden_states)

@@ -1,4 +1,5 @@
-"""Task heads: MLM + NSP pretraining, sequence classification and regression.
+"""Task heads: MLM + NSP pretraining, sequence classification and regression, and the Long Range
+Arena classifiers (one document, or two towers).
 
 The MLM head follows the official code: hidden states are gathered at the masked positions first,
 so the vocabulary-sized projection (tied to the input embedding) is computed for ~15% of the tokens
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenmix.models.activations import ACTIVATIONS
+from tokenmix.models.activations import ACTIVATION_FUNCTIONS
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import EncoderOutput, TokenMixPreTrainedModel, register_output
 from tokenmix.models.initializers import normal_linear
@@ -38,14 +39,16 @@ class ClassificationOutput(EncoderOutput):
 
 
 class MLMHead(nn.Module):
-    """Dense(d_model -> d_emb) -> GELU -> LayerNorm -> logits = h E^T + b with E the word embedding."""
+    """Dense(d_model -> d_emb) -> GELU -> LayerNorm -> logits = h E^T + b with E the word embedding:
+    hidden [batch, predictions, hidden] -> [batch, predictions, vocab]."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        std = config.initializer_range
-        self.dense = normal_linear(config.hidden_size, config.embedding_size, std)
-        self.activation = ACTIVATIONS[config.activation]
-        self.norm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        std, d_emb = config.initializer_range, config.embedding_size
+        assert d_emb is not None  # ModelConfig.__post_init__ fills it in
+        self.dense = normal_linear(config.hidden_size, d_emb, std)
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
+        self.norm = nn.LayerNorm(d_emb, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.empty(config.vocab_size).normal_(0.0, std))
 
     def forward(self, hidden: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -148,3 +151,81 @@ class TokenMixForSequenceRegression(TokenMixForSequenceClassification):
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(logits[:, 0].float(), labels.float())
+
+
+# --- Long Range Arena --------------------------------------------------------------------------------
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """[B, L, d] -> [B, d]: the first position (CLS) or the mean over real (unpadded) tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def mlp(*sizes: int) -> nn.Sequential:
+    """Dense -> ReLU -> ... -> Dense through ``sizes`` (PyTorch's default initialisation)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class TokenMixForLRA(TokenMixPreTrainedModel):
+    """The LRA code's classifier (``common_layers.classifier_head``): pool per ``config.pooling`` (the
+    first position, where the CLS token is, or the mean over real tokens), then Dense(d_ff) -> ReLU ->
+    Dense(num_labels), with d_ff the encoder's feed-forward width as in the LRA configs. LRA inputs
+    have no segments: ``model(input_ids, attention_mask, labels)``. ``config.lra_task`` names the task."""
+
+    head = "lra_classification"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.classifier = self.make_classifier(config.hidden_size, config.intermediate_size, config.num_labels)
+
+    @staticmethod
+    def make_classifier(d: int, d_ff: int, num_labels: int) -> nn.Sequential:
+        return mlp(d, d_ff, num_labels)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled [B, d], the encoder's MoE auxiliary loss or None)."""
+        out = self.encoder(input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.config.pooling), out.aux_loss
+
+    def classify(self, features: torch.Tensor, aux_loss: torch.Tensor | None,
+                 labels: torch.Tensor | None) -> ClassificationOutput:
+        """Logits of ``features`` (also returned as ``pooler_output``); loss = cross-entropy + aux loss."""
+        logits = self.classifier(features)
+        loss = None if labels is None else sum_losses(F.cross_entropy(logits.float(), labels.long()), aux_loss)
+        return ClassificationOutput(last_hidden_state=features, pooler_output=features, aux_loss=aux_loss, loss=loss,
+                                    logits=logits)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ClassificationOutput:
+        return self.classify(*self.encode(input_ids, attention_mask), labels)
+
+
+class TokenMixForLRATwoTower(TokenMixForLRA):
+    """LRA Retrieval: both documents through the same encoder, then ``[u, v, u * v, u - v]`` through
+    Dense(d_ff) -> ReLU -> Dense(d_ff / 2) -> ReLU -> Dense(num_labels) (the LRA code's
+    ``classifier_head_dual`` with NLI interaction)."""
+
+    head = "lra_two_tower"
+
+    @staticmethod
+    def make_classifier(d: int, d_ff: int, num_labels: int) -> nn.Sequential:
+        return mlp(4 * d, d_ff, max(d_ff // 2, 1), num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, input_ids2: torch.Tensor | None = None,
+                attention_mask2: torch.Tensor | None = None) -> ClassificationOutput:
+        if input_ids2 is None:
+            raise ValueError("the two-tower retrieval model needs input_ids2 (the second document)")
+        u, aux = self.encode(input_ids, attention_mask)
+        v, aux2 = self.encode(input_ids2, attention_mask2)
+        return self.classify(torch.cat([u, v, u * v, u - v], dim=-1), sum_losses(aux, aux2), labels)

@@ -9,20 +9,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tokenmix.models.activations import ACTIVATIONS
+from tokenmix.models.activations import ACTIVATION_FUNCTIONS
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.initializers import lecun_normal_, normal_linear
-from tokenmix.models.mixing.registry import get_mixer
+from tokenmix.models.mixing.registry import Mixer
 from tokenmix.models.moe import MoEFeedForward
 
 
 class Embeddings(nn.Module):
     """word + position + type -> LayerNorm -> Linear(d_emb -> d_model) -> dropout (official order:
-    the norm comes before the projection). Positions are implicit 0..L-1."""
+    the norm comes before the projection): input_ids [batch, seq] -> [batch, seq, hidden]. Positions
+    are implicit 0..L-1."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d_emb, std = config.embedding_size, config.initializer_range
+        assert d_emb is not None  # ModelConfig.__post_init__ fills it in
         self.word = nn.Embedding(config.vocab_size, d_emb)
         self.position = nn.Embedding(config.max_position_embeddings, d_emb)
         self.token_type = nn.Embedding(config.type_vocab_size, d_emb)
@@ -44,15 +46,15 @@ class Embeddings(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Linear(d -> d_ff) -> GELU -> Linear(d_ff -> d) -> dropout; the official init draws the first
-    bias from N(0, 0.02) and zeroes the second."""
+    """Linear(d -> d_ff) -> GELU -> Linear(d_ff -> d) -> dropout, [batch, seq, hidden] -> same shape;
+    the official init draws the first bias from N(0, 0.02) and zeroes the second."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         std = config.initializer_range
         self.intermediate = normal_linear(config.hidden_size, config.intermediate_size, std, bias_std=std)
         self.output = normal_linear(config.intermediate_size, config.hidden_size, std)
-        self.activation = ACTIVATIONS[config.activation]
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,13 +62,13 @@ class FeedForward(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Post-LN block: y = LN(x + Mix(x)); out = LN(y + FF(y)). No dropout on the mixing output.
-    The feed-forward is dense or, in MoE layers, a mixture of experts that also returns router
-    statistics (``forward`` returns ``(out, stats or None)``)."""
+    """Post-LN block: y = LN(x + Mix(x)); out = LN(y + FF(y)), x [batch, seq, hidden] -> same shape.
+    No dropout on the mixing output. The feed-forward is dense or, in MoE layers, a mixture of experts
+    that also returns router statistics (``forward`` returns ``(out, stats or None)``)."""
 
-    def __init__(self, config: ModelConfig, mixing: str, index: int, moe: bool = False) -> None:
+    def __init__(self, config: ModelConfig, mixer: type[Mixer], index: int, moe: bool = False) -> None:
         super().__init__()
-        self.mixing = get_mixer(mixing)(config)
+        self.mixing = mixer(config)
         self.mixing_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ff = MoEFeedForward(config, index) if moe else FeedForward(config)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -87,7 +89,8 @@ class EncoderBlock(nn.Module):
 
 
 class Pooler(nn.Module):
-    """tanh(Linear(h[:, 0])): the [CLS] summary used by NSP and classification heads."""
+    """tanh(Linear(h[:, 0])), [batch, seq, hidden] -> [batch, hidden]: the [CLS] summary used by NSP
+    and classification heads."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

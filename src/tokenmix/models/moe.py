@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenmix.models.activations import ACTIVATIONS
+from tokenmix.models.activations import ACTIVATION_FUNCTIONS
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.tracing import is_tracing
 
@@ -88,11 +88,12 @@ class Experts(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         e, d, f, std = config.num_experts, config.hidden_size, config.expert_intermediate_size, config.initializer_range
+        assert f is not None  # ModelConfig.__post_init__ fills it in
         self.weight_in = nn.Parameter(torch.empty(e, d, f).normal_(0.0, std))
         self.bias_in = nn.Parameter(torch.empty(e, 1, f).normal_(0.0, std))
         self.weight_out = nn.Parameter(torch.empty(e, f, d).normal_(0.0, std))
         self.bias_out = nn.Parameter(torch.zeros(e, 1, d))
-        self.activation = ACTIVATIONS[config.activation]
+        self.activation = ACTIVATION_FUNCTIONS[config.activation]
         self.dropout = nn.Dropout(config.expert_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,8 @@ class Experts(nn.Module):
 
 
 class MoEFeedForward(nn.Module):
-    """Drop-in replacement of the dense feed-forward; ``forward`` also returns router statistics."""
+    """Drop-in replacement of the dense feed-forward, x [batch, seq, hidden] -> same shape; ``forward``
+    also returns router statistics."""
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()

@@ -20,7 +20,6 @@ GLUE_AVERAGE = {"bert-base": 83.3, "linear-base": 77.0, "fnet-base": 76.7, "rand
                 "hybrid-base": 80.6, "bert-large": 84.7, "linear-large": 59.8, "fnet-large": 81.9}
 
 # Table 1, pretraining (C4, MLM + NSP), Base models: total loss, MLM loss, NSP loss, MLM acc, NSP acc.
-PRETRAINING_COLUMNS = ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")
 PRETRAINING: dict[str, tuple[float, ...]] = {
     "bert-base": (1.76, 1.48, 0.28, 0.68, 0.86),
     "linear-base": (2.12, 1.78, 0.35, 0.62, 0.83),

@@ -10,33 +10,22 @@ else from a benchmark file (see :func:`bench_time`), and every point says which.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenmix.benchmarks.glue import column_title
 from tokenmix.io.files import atomic_write, ensure_writable
 from tokenmix.models.config import PRESETS
 from tokenmix.models.registry import list_models
-from tokenmix.options import option
 from tokenmix.reporting import paper
+from tokenmix.reporting.configs import ReportConfig
 from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.summaries import KINDS, Collection, Summary, collect
-from tokenmix.reporting.tables import mib, render_markdown
+from tokenmix.reporting.tables import mib, render_table
 
 LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 BENCH_MODES = ("pretrain", "train", "inference")  # preferred order for a time per training step
 DEFAULT_LENGTH = 512  # benchmark length used when the run does not say (the paper's Figure 2 length)
-
-
-@dataclass
-class ReportConfig:
-    runs_dir: str = option("", "folder searched recursively for run summaries", positional=True)
-    out: str = option("report", "folder for report.md and the plots (created)")
-    paper_rows: bool = option(True, "add the FNet paper's GLUE rows (Base models) for the models in the report")
-
-    def __post_init__(self) -> None:
-        if not self.runs_dir:
-            raise ValueError("give the folder that holds the runs: tokenmix report RUNS_DIR --out DIR")
 
 
 def _num(value: Any, spec: str) -> str:
@@ -79,8 +68,8 @@ def pretraining_table(runs: list[Summary]) -> str:
                      _num(r.get("tokens_per_s"), ".0f"), _num(held.get("mlm_loss"), ".3f"),
                      _num(held.get("mlm_accuracy"), ".3f"), _num(held.get("nsp_loss"), ".3f"),
                      _num(held.get("nsp_accuracy"), ".3f"), _shape(r), r.get("device", "-"), f"`{s.path}`"])
-    return render_markdown(["model", "size", "params", "steps", "ms/step", "tokens/s", "MLM loss", "MLM acc",
-                            "NSP loss", "NSP acc", "length × batch", "device", "run"], rows)
+    return render_table(["model", "size", "params", "steps", "ms/step", "tokens/s", "MLM loss", "MLM acc",
+                         "NSP loss", "NSP acc", "length × batch", "device", "run"], rows, markdown=True)
 
 
 def glue_scores(glue: dict[str, Any]) -> dict[str, float]:
@@ -92,12 +81,6 @@ def glue_size(glue: dict[str, Any], runs: list[Summary]) -> str:
     """The preset, from the summary or from the pretraining run the model was fine-tuned from."""
     run = _matching_run(glue, runs)
     return glue.get("preset") or (run.data.get("preset") if run else "") or "-"
-
-
-def _glue_header(column: str) -> str:
-    from tokenmix.benchmarks.glue import TASKS
-
-    return TASKS[column].folder if column in TASKS else {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm"}.get(column, column)
 
 
 def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) -> str:
@@ -118,9 +101,9 @@ def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) 
                 rows.append([f"paper: {model}", "base", "pretrained", "-",
                              *("FAIL" if c in values and values[c] is None else values.get(c, "-") for c in columns),
                              paper.GLUE_AVERAGE[name], "FNet paper, Table 2"])
-    headers = ["model", "size", "init", "params", *map(_glue_header, columns), "avg", "file"]
-    return render_markdown(headers, rows) + ("\n\nPaper rows: Base models on the full training sets; their averages "
-                                             "cover all nine columns." if paper_rows else "")
+    headers = ["model", "size", "init", "params", *map(column_title, columns), "avg", "file"]
+    return render_table(headers, rows, markdown=True) + ("\n\nPaper rows: Base models on the full training sets; their "
+                                                         "averages cover all nine columns." if paper_rows else "")
 
 
 def lra_tables(summaries: list[Summary]) -> str:
@@ -136,9 +119,10 @@ def lra_tables(summaries: list[Summary]) -> str:
     speed = [[s.data["model"], s.data.get("preset") or "-", s.data["task"], _num(_as_percent(s.data["test_accuracy"]), ".1f"),
               "yes" if s.data.get("at_chance") else "", _num(s.data.get("steps_per_s"), ".3g"),
               _num(s.data.get("peak_memory_mib"), ".0f"), f"`{s.path}`"] for s in _order(summaries)]
-    return (render_markdown(["model", "size", *tasks, "avg"], accuracy) + "\n\nTest accuracy (%); the average only "
+    return (render_table(["model", "size", *tasks, "avg"], accuracy, markdown=True) + "\n\nTest accuracy (%); the average only "
             "for models with every task; at chance: no better than the majority class (as the LRA run flags it).\n\n"
-            + render_markdown(["model", "size", "task", "test acc", "at chance", "steps/s", "peak MiB", "run"], speed))
+            + render_table(["model", "size", "task", "test acc", "at chance", "steps/s", "peak MiB", "run"], speed,
+                           markdown=True))
 
 
 def speed_tables(summaries: list[Summary]) -> str:
@@ -149,8 +133,8 @@ def speed_tables(summaries: list[Summary]) -> str:
         rows = [[r["model"], r.get("preset", "-"), r.get("mode", "-"), r.get("seq_len", "-"), r.get("batch_size", "-"),
                  _num(r["ms_per_step"], ".1f") if r.get("ms_per_step") is not None else r.get("error", "failed"),
                  _num(r.get("tokens_per_s"), ".0f"), mib(r.get("peak_mem_bytes"))] for r in records]
-        parts.append(f"`{s.path}` (device: {devices})\n\n" + render_markdown(
-            ["model", "size", "mode", "length", "batch", "ms/step", "tokens/s", "peak MiB"], rows))
+        parts.append(f"`{s.path}` (device: {devices})\n\n" + render_table(
+            ["model", "size", "mode", "length", "batch", "ms/step", "tokens/s", "peak MiB"], rows, markdown=True))
     return "\n\n".join(parts)
 
 
@@ -188,6 +172,7 @@ def speed_accuracy_points(found: Collection) -> tuple[list[Point], list[Point], 
     glue = []
     for s in _order(found.of("glue"), lambda s: glue_size(s.data, runs)):
         g, run, size = s.data, _matching_run(s.data, runs), glue_size(s.data, runs)
+        time: tuple[float, str] | None
         if run is not None and run.data.get("steps_per_s"):
             time = 1e3 / run.data["steps_per_s"], f"pretraining `{run.path}` ({_shape(run.data)})"
         else:
@@ -204,12 +189,11 @@ def speed_accuracy_points(found: Collection) -> tuple[list[Point], list[Point], 
 def points_table(points: list[Point], accuracy_format: str) -> str:
     rows = [[p.model, p.size, format(p.accuracy, accuracy_format), f"{p.ms_per_step:.1f}", "yes" if best else "", p.time_source]
             for p, best in sorted(zip(points, pareto_front(points)), key=lambda pb: pb[0].ms_per_step)]
-    return render_markdown(["model", "size", "accuracy", "ms/step", "Pareto front", "time per step from"], rows)
+    return render_table(["model", "size", "accuracy", "ms/step", "Pareto front", "time per step from"], rows, markdown=True)
 
 
 def build_report(config: ReportConfig) -> dict[str, Any]:
     """Write ``report.md`` and the Pareto plots into ``config.out``; return what was written."""
-
     found = collect(config.runs_dir)
     if not found.summaries:
         raise ValueError(f"no run summaries under {found.root} ({found.skipped} other JSON files); expected "

@@ -10,68 +10,37 @@ progress. Scales (``scales.json``) are data: sizes, lengths, learning rates, tas
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tokenmix.bench.configs import SpeedBenchConfig
+from tokenmix.bench.speed import run_speed_benchmark
+from tokenmix.benchmarks.glue import get_glue_task
 from tokenmix.io.files import atomic_write, write_json
-from tokenmix.options import option
+from tokenmix.reproduce.configs import SCALES, ReproduceConfig
+from tokenmix.reproduce.writeup import write_report
+from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
+from tokenmix.text.corpus import read_documents
+from tokenmix.text.prepare import prepare_data
+from tokenmix.text.tokenizer import train_tokenizer
+from tokenmix.train.configs import GlueConfig, PretrainConfig
+from tokenmix.train.pretrain import run_pretraining
+from tokenmix.train.suite import run_suite
 
-SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
-MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer", "fast_sparse_mixer")
 CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
-GLUE_FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI",
-                "mnli": "MNLI", "qqp": "QQP", "wnli": "WNLI"}
-
-
-def parse_budget(text: str) -> float:
-    """``2h``, ``90m``, ``45s``, ``1h30m`` or plain seconds."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
-    if not text.strip() or parts is None or not any(parts.groups()):
-        raise ValueError(f"--budget {text!r} is not a duration; write e.g. 2h, 90m, 1h30m or 600s")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-@dataclass
-class ReproduceConfig:
-    scale: str = option("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores) or base (the papers' sizes, GPU)")
-    budget: str = option("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
-    data: str = option("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
-    out: str = option("results/mini", "results folder (rerunning resumes; another configuration is refused)")
-    models: tuple[str, ...] = option(MODELS, "models compared (all at the scale's size, same settings)")
-    overwrite: bool = option(False, "delete a results folder of another configuration and start over")
-    device: str = option("auto", "auto, cpu, cuda")
-    seed: int = option(0, "seed of every stage")
-
-    def __post_init__(self) -> None:
-        from tokenmix.models.registry import get_variant
-
-        if self.scale not in SCALES:
-            raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
-        for name in self.models:
-            get_variant(name)
-        need = SCALES[self.scale]["min_budget_s"]
-        if self.seconds < need:
-            fits = [f"{s} (from {SCALES[s]['min_budget_s'] / 60:g} min)" for s in SCALES if SCALES[s]["min_budget_s"] <= self.seconds]
-            raise ValueError(f"--budget {self.budget} is too small for --scale {self.scale}, which needs at least "
-                             f"{need / 60:g} minutes; " + (f"what fits: --scale {', '.join(fits)}" if fits else
-                                                           f"give at least {SCALES['tiny']['min_budget_s'] / 60:g} minutes"))
-
-    @property
-    def seconds(self) -> float:
-        return parse_budget(self.budget)
 
 
 def check_data(config: ReproduceConfig) -> None:
     root, scale = Path(config.data), SCALES[config.scale]
     missing = [str(root / CORPUS)] if not (root / CORPUS).is_file() else []
-    missing += [str(root / "glue" / GLUE_FOLDERS[t]) for t in scale["glue_tasks"] if not (root / "glue" / GLUE_FOLDERS[t]).is_dir()]
+    folders = [root / "glue" / get_glue_task(t).folder for t in scale["glue_tasks"]]
+    missing += [str(folder) for folder in folders if not folder.is_dir()]
     if missing:
         raise FileNotFoundError(f"missing data for the study: {', '.join(missing)}; point --data at a folder laid out "
                                 f"like ../shared/data (see its README)")
@@ -103,7 +72,8 @@ class Stages:
     """Runs each stage unless its output exists; keeps the time spent for the budget and the log."""
 
     def __init__(self, out: Path, budget: float) -> None:
-        self.out, self.budget, self.start, self.log = out, budget, time.perf_counter(), []
+        self.out, self.budget, self.start = out, budget, time.perf_counter()
+        self.log: list[dict[str, Any]] = []
 
     @property
     def remaining(self) -> float:
@@ -122,8 +92,6 @@ class Stages:
 
 def write_corpus(source: Path, target: Path, megabytes: float) -> None:
     """The first ``megabytes`` of whole documents of the corpus (documents separated by blank lines)."""
-    from tokenmix.text.corpus import read_documents
-
     limit, size, chunks = megabytes * 2**20, 0, []
     for doc in read_documents(source):
         text = "\n".join(doc) + "\n\n"
@@ -135,14 +103,27 @@ def write_corpus(source: Path, target: Path, megabytes: float) -> None:
     atomic_write(target, lambda tmp: Path(tmp).write_text("".join(chunks), encoding="utf-8"))
 
 
-def run_reproduce(config: ReproduceConfig) -> Path:
-    from tokenmix.bench.speed import SpeedBenchConfig, run_speed_benchmark
-    from tokenmix.reproduce.writeup import write_report
-    from tokenmix.text.prepare import DataPrepareConfig, prepare_data
-    from tokenmix.text.tokenizer import TokenizerTrainConfig, train_tokenizer
-    from tokenmix.train.pretrain import PretrainConfig, run_pretraining
-    from tokenmix.train.suite import GlueConfig, run_suite
+def _pretrain(config: ReproduceConfig, model: str, data: Path, run_dir: Path, seconds: float) -> None:
+    scale = SCALES[config.scale]
+    run_pretraining(PretrainConfig(
+        model=model, preset=scale["preset"], data=str(data), out=str(run_dir), max_seq_len=scale["seq_len"],
+        max_predictions_per_seq=scale["max_predictions"], batch_size=scale["batch_size"],
+        learning_rate=scale["learning_rate"], warmup_steps=scale["warmup_steps"], max_time=seconds,
+        eval_every=scale["eval_every"], eval_batches=scale["eval_batches"], save_every=10**9,
+        overwrite=True, seed=config.seed, device=config.device))
 
+
+def _glue(config: ReproduceConfig, init: Path, tokenizer: Path, glue_dir: Path, seconds: float) -> None:
+    scale = SCALES[config.scale]
+    run_suite(GlueConfig(
+        init=str(init), tokenizer=str(tokenizer), data_dir=str(Path(config.data) / "glue"),
+        out=str(glue_dir), tasks=tuple(scale["glue_tasks"]), lr=(scale["glue_lr"],), epochs=scale["glue_epochs"],
+        batch_size=scale["glue_batch_size"], max_seq_len=scale["glue_max_seq_len"],
+        max_train_examples=scale["glue_max_train_examples"], train_from_dev=0.8, max_time=seconds,
+        resume=True, seed=config.seed, device=config.device), "glue")
+
+
+def run_reproduce(config: ReproduceConfig) -> Path:
     check_data(config)
     out, scale = claim_results_dir(config), SCALES[config.scale]
     work, stages = out / "work", Stages(out, config.seconds)
@@ -158,20 +139,11 @@ def run_reproduce(config: ReproduceConfig) -> Path:
     for model in config.models:
         run_dir = out / "pretrain" / model
         stages.run(f"pretrain {model}", run_dir / "summary.json",
-                   lambda run_dir=run_dir, model=model: run_pretraining(PretrainConfig(
-                       model=model, preset=scale["preset"], data=str(data), out=str(run_dir), max_seq_len=scale["seq_len"],
-                       max_predictions_per_seq=scale["max_predictions"], batch_size=scale["batch_size"],
-                       learning_rate=scale["learning_rate"], warmup_steps=scale["warmup_steps"], max_time=pretrain_each,
-                       eval_every=scale["eval_every"], eval_batches=scale["eval_batches"], save_every=10**9,
-                       overwrite=True, seed=config.seed, device=config.device)))
+                   partial(_pretrain, config, model, data, run_dir, pretrain_each))
     for model in config.models:
         glue_dir = out / "glue" / model
-        stages.run(f"GLUE {model}", glue_dir / "glue.json", lambda glue_dir=glue_dir, model=model: run_suite(GlueConfig(
-            init=str(out / "pretrain" / model), tokenizer=str(tok), data_dir=str(Path(config.data) / "glue"),
-            out=str(glue_dir), tasks=tuple(scale["glue_tasks"]), lr=(scale["glue_lr"],), epochs=scale["glue_epochs"],
-            batch_size=scale["glue_batch_size"], max_seq_len=scale["glue_max_seq_len"],
-            max_train_examples=scale["glue_max_train_examples"], train_from_dev=0.8, max_time=glue_each,
-            resume=True, seed=config.seed, device=config.device), "glue"))
+        stages.run(f"GLUE {model}", glue_dir / "glue.json",
+                   partial(_glue, config, out / "pretrain" / model, tok, glue_dir, glue_each))
     bench = out / "bench" / "speed.json"
     stages.run("speed benchmark", bench, lambda: run_speed_benchmark(SpeedBenchConfig(
         models=tuple(config.models), preset=scale["preset"], seq_lens=tuple(scale["bench_seq_lens"]),

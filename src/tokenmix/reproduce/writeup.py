@@ -8,9 +8,15 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
+from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
-from tokenmix.reporting.tables import render_markdown
+from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
+from tokenmix.reporting.tables import render_table
+from tokenmix.reproduce.configs import ReproduceConfig
 from tokenmix.version import __version__
 
 
@@ -48,14 +54,14 @@ def _pretraining(out: Path, models: list[str], runs: dict[str, Any]) -> list[str
                      _ratio(held["mlm_accuracy"], bert and bert["heldout"]["mlm_accuracy"]),
                      "-" if ref is None else f"{ref[3]:.2f}", "-" if ref is None else _ratio(ref[3], paper.PRETRAINING["bert-base"][3])])
     lines = ["## Pretraining (like Table 1): equal time", "",
-             render_markdown(["model", "params", "steps", "steps/s", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT",
-                              "paper MLM acc (Base)", "paper / BERT"], rows), ""]
+             render_table(["model", "params", "steps", "steps/s", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT",
+                           "paper MLM acc (Base)", "paper / BERT"], rows, markdown=True), ""]
     step, at = equal_steps(out, models)
     if at:
         rows = [[m, f"{at[m]['mlm_loss']:.3f}", f"{at[m]['mlm_accuracy']:.3f}", f"{at[m]['nsp_accuracy']:.3f}",
                  _ratio(at[m]["mlm_accuracy"], at.get("bert", {}).get("mlm_accuracy"))] for m in models]
         lines += [f"## Pretraining: equal steps (held-out metrics at step {step}, the last step every model reached)", "",
-                  render_markdown(["model", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT"], rows), ""]
+                  render_table(["model", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT"], rows, markdown=True), ""]
     return lines
 
 
@@ -66,9 +72,7 @@ def _fine_tuning_steps(out: Path, model: str) -> str:
 
 
 def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
-    from tokenmix.train.suite import GLUE_COLUMNS
-
-    columns = [c for c in GLUE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
+    columns = [c for c in GLUE_TABLE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
     bert = glue.get("bert")
     rows = []
     for m in models:
@@ -80,8 +84,8 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
                      "-" if ref is None else _ratio(ref, paper.GLUE_AVERAGE["bert-base"])])
     convention = next(iter(glue.values()))["average_convention"] if glue else ""
     return ["## GLUE dev (like Table 2)", "",
-            render_markdown(["model", "steps per task", *(GLUE_COLUMNS[c] for c in columns), "avg", "avg / BERT", "paper avg (Base)",
-                             "paper / BERT"], rows), "", f"Average: {convention}. Every model gets the same wall-clock share per task "
+            render_table(["model", "steps per task", *(GLUE_TABLE_COLUMNS[c] for c in columns), "avg", "avg / BERT",
+                          "paper avg (Base)", "paper / BERT"], rows, markdown=True), "", f"Average: {convention}. Every model gets the same wall-clock share per task "
             "(up to the scale's epochs); 'steps per task' shows how far each got in it.", ""]
 
 
@@ -105,7 +109,7 @@ def _speed(models: list[str], bench: list[dict]) -> tuple[list[str], dict[str, f
     headers = ["model", *(f"{mode} ms @{n} (speed-up)" for n in lengths for mode in ("pretrain", "inference")),
                "paper speed-up (Base): GPU / TPU pretraining"]
     return ["## Speed (like Table 3): ms per step, speed-up over BERT in the same run", "",
-            render_markdown(headers, rows), ""], step_ms
+            render_table(headers, rows, markdown=True), ""], step_ms
 
 
 def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str, bool]) -> list[str]:
@@ -149,17 +153,12 @@ def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str,
     return lines
 
 
-def write_report(out: Path, config: Any, marker: dict[str, Any]) -> Path:
-    from tokenmix.bench.measure import device_name, resolve_device
-    from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
-
+def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> Path:
     models = list(config.models)
     runs = {m: _load(out / "pretrain" / m / "summary.json") for m in models}
     glue = {m: _load(out / "glue" / m / "glue.json") for m in models}
     bench = _load(out / "bench" / "speed.json") or []
     bench = bench["results"] if isinstance(bench, dict) else bench
-    import torch
-
     lines = ["# Reproduction study", "",
              f"`tokenmix reproduce --scale {config.scale} --budget {config.budget} --data {config.data} --out {config.out}`",
              "", f"- started {marker.get('started')}, finished {marker.get('finished')}",

@@ -10,19 +10,27 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from tokenmix.benchmarks.examples import Example
+from tokenmix.devices import resolve_device
+from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import write_json
-from tokenmix.options import option
+from tokenmix.models.factory import load_pretrained
+from tokenmix.text.configs import PredictConfig
+from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.train.finetune import TASK_FILE
 
 
 class TextClassifier:
     """``TextClassifier.from_pretrained(dir).predict(["great film", ("premise", "hypothesis")])``
     returns one ``{"label", "probabilities"}`` (or ``{"score"}`` for regression) per input."""
 
-    def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str] | None, max_seq_len: int,
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, labels: Sequence[str] | None, max_seq_len: int,
                  fixed_length: bool) -> None:
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
         self.max_seq_len, self.fixed_length = max_seq_len, fixed_length
@@ -30,12 +38,6 @@ class TextClassifier:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto") -> TextClassifier:
-        from tokenmix.bench.measure import resolve_device
-        from tokenmix.io.checkpoint import find_model_dir
-        from tokenmix.models.factory import load_pretrained
-        from tokenmix.text.tokenizer import Tokenizer
-        from tokenmix.train.finetune import TASK_FILE
-
         directory = find_model_dir(path)
         if not (directory / TASK_FILE).is_file():
             raise ValueError(f"{directory} is not a fine-tuned classifier (no {TASK_FILE}); fine-tune one with "
@@ -44,24 +46,18 @@ class TextClassifier:
         model = load_pretrained(directory).to(resolve_device(device))
         return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"])
 
-    def batches(self, examples: Sequence[Any], batch_size: int = 64) -> Any:
+    def batches(self, examples: Sequence[Example], batch_size: int = 64) -> PairBatches:
         """``examples`` encoded and batched with the padding policy the model was fine-tuned with."""
-        from tokenmix.text.pairs import PairBatches, encode
-
         data = encode(self.tokenizer, examples, self.max_seq_len)
         self.truncated = data.truncated
         fixed = self.max_seq_len if self.fixed_length else None
         return PairBatches(data, batch_size, self.tokenizer.pad_id, fixed)
 
-    def logits(self, examples: Sequence[Any], batch_size: int = 64) -> Any:
+    def logits(self, examples: Sequence[Example], batch_size: int = 64) -> torch.Tensor:
         """Logits [N, num_labels] of :class:`~tokenmix.benchmarks.examples.Example` records, in order."""
-        from tokenmix.text.pairs import predict_logits
-
         return predict_logits(self.model, self.batches(examples, batch_size))
 
-    def predict(self, inputs: Sequence[str | tuple[str, str] | list[str]], batch_size: int = 64) -> list[dict[str, Any]]:
-        from tokenmix.benchmarks.examples import Example
-
+    def predict(self, inputs: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]:
         examples = [Example(x) if isinstance(x, str) else Example(x[0], x[1] if len(x) > 1 else None) for x in inputs]
         if not examples:
             return []
@@ -71,24 +67,6 @@ class TextClassifier:
         probabilities = logits.softmax(-1)
         return [{"label": self.labels[int(p.argmax())], "probabilities": dict(zip(self.labels, map(float, p)))}
                 for p in probabilities]
-
-
-@dataclass
-class PredictConfig:
-    texts: tuple[str, ...] = option((), "one text, or two for a pair task", positional=True)
-    model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
-    file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
-    json: str = option("", "write the predictions to this JSON file")
-    batch_size: int = option(64, "examples per batch")
-    device: str = option("auto", "auto, cpu, cuda")
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("missing --model: a folder written by `tokenmix finetune`")
-        if bool(self.texts) == bool(self.file):
-            raise ValueError('give either one or two texts (`tokenmix predict --model DIR "a sentence"`) or --file')
-        if len(self.texts) > 2:
-            raise ValueError(f"got {len(self.texts)} texts; a single example has one text or a pair (quote each text)")
 
 
 def read_inputs(path: str) -> list[tuple[str, ...]]:

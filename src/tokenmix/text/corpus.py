@@ -24,44 +24,44 @@ def read_documents(path: str | Path, text_field: str = "text",
     progress bar can follow the (compressed) file position through ``advance(bytes_read)`` and a bad
     byte is reported by line instead of being silently replaced."""
     path = Path(path)
-    jsonl, raw = is_jsonl(path), open(path, "rb")
-    stream = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
-    done, doc = 0, []
-    try:
-        for number, data in enumerate(stream, 1):
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not valid UTF-8 ({err.reason} at byte {err.start}); "
-                                 "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
-            if number == 1:
-                line = line.lstrip("\ufeff")
-            if jsonl:
-                if not line.strip():
-                    continue
+    jsonl = is_jsonl(path)
+    with open(path, "rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.endswith(".gz") else raw
+        done, doc = 0, []
+        try:
+            for number, data in enumerate(stream, 1):
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}); each line of a .jsonl "
-                                     f'file must be one object with a "{text_field}" field') from None
-                if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                    raise ValueError(f'{path}: line {number} has no string "{text_field}" field; each line of a '
-                                     f'.jsonl file must be one object like {{"{text_field}": "..."}}')
-                yield [s for s in (part.strip() for part in record[text_field].split("\n")) if s]
-            elif line.strip():
-                doc.append(line.strip())
-            elif doc:
+                    line = data.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise ValueError(f"{path}: line {number} is not valid UTF-8 ({err.reason} at byte {err.start}); "
+                                     "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+                if number == 1:
+                    line = line.lstrip("\ufeff")
+                if jsonl:
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}); each line of a .jsonl "
+                                         f'file must be one object with a "{text_field}" field') from None
+                    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                        raise ValueError(f'{path}: line {number} has no string "{text_field}" field; each line of a '
+                                         f'.jsonl file must be one object like {{"{text_field}": "..."}}')
+                    yield [s for s in (part.strip() for part in record[text_field].split("\n")) if s]
+                elif line.strip():
+                    doc.append(line.strip())
+                elif doc:
+                    yield doc
+                    doc = []
+                if advance is not None and number % 1024 == 0:
+                    advance(raw.tell() - done)
+                    done = raw.tell()
+            if doc:
                 yield doc
-                doc = []
-            if advance is not None and number % 1024 == 0:
-                advance(raw.tell() - done)
-                done = raw.tell()
-        if doc:
-            yield doc
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: not a valid gzip file ({err}); decompress it or fix the file") from None
-    finally:
-        if advance is not None:
-            advance(os.path.getsize(path) - done)
-        stream.close()
-        raw.close()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+            raise ValueError(f"{path}: not a valid gzip file ({err}); decompress it or fix the file") from None
+        finally:
+            if advance is not None:
+                advance(os.path.getsize(path) - done)
+            stream.close()

@@ -2,7 +2,7 @@
 
 Length policy: an attention model honours the padding mask, so each batch is padded only to its
 longest member and examples of similar length are batched together (length bucketing). A model
-that mixes tokens with a fixed transform (``ModelConfig.length_dependent``: FNet, Linear, ...)
+that mixes tokens with a fixed transform (``is_length_dependent(config)``: FNet, Linear, ...)
 would give a sentence a different prediction depending on its batch-mates' lengths, so every batch
 is padded to one fixed length, as the official code does.
 """
@@ -12,9 +12,22 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+import torch
 
 from tokenmix.benchmarks.examples import Example
+from tokenmix.text.tokenizer import Tokenizer
+
+S = TypeVar("S", bound="Segment")
+
+
+class Segment(Protocol):
+    """Token ids of one segment: a list or a numpy array."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self: S, index: slice) -> S: ...
 
 
 @dataclass
@@ -25,15 +38,18 @@ class Encoded:
     truncated: int  # examples cut to fit max_len
 
 
-def _truncate(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
-    """Longest-first: drop tokens from the end of the longer segment until both fit ``budget``."""
-    a, b = list(a), list(b)
-    while len(a) + len(b) > budget:
-        (a if len(a) >= len(b) else b).pop()
-    return a, b
+def truncate_pair(a: S, b: S, budget: int) -> tuple[S, S]:
+    """Longest-first: drop tokens from the end of the longer segment (A on ties) until both fit
+    ``budget``, in closed form. Lists and numpy arrays alike (text pairs and pretraining segments)."""
+    if len(a) + len(b) <= budget:
+        return a, b
+    short = min(len(a), len(b))
+    if 2 * short < budget:
+        return (a[:budget - short], b) if len(a) > len(b) else (a, b[:budget - short])
+    return a[:budget // 2], b[:budget - budget // 2]
 
 
-def encode(tokenizer: Any, examples: Sequence[Example], max_len: int) -> Encoded:
+def encode(tokenizer: Tokenizer, examples: Sequence[Example], max_len: int) -> Encoded:
     """Token ids and segment ids of each example, truncated (longest segment first) to ``max_len``."""
     if max_len < 4:
         raise ValueError(f"max_seq_len must be at least 4 tokens, got {max_len}")
@@ -45,7 +61,7 @@ def encode(tokenizer: Any, examples: Sequence[Example], max_len: int) -> Encoded
         specials = 3 if text_b is not None else 2
         if len(a) + len(b) + specials > max_len:
             truncated += 1
-            a, b = _truncate(a, b, max_len - specials)
+            a, b = truncate_pair(a, b, max_len - specials)
         seq = [tokenizer.cls_id, *a, tokenizer.sep_id]
         seg = [0] * len(seq)
         if text_b is not None:
@@ -71,8 +87,6 @@ class PairBatches:
         return -(-len(self.data.input_ids) // self.batch_size)
 
     def collate(self, indices: Sequence[int]) -> dict[str, Any]:
-        import torch
-
         length = self.fixed_len or max(len(self.data.input_ids[i]) for i in indices)
         ids = torch.full((len(indices), length), self.pad_id, dtype=torch.long)
         types = torch.zeros((len(indices), length), dtype=torch.long)
@@ -111,10 +125,8 @@ class PairBatches:
             yield group, self.collate(group)
 
 
-def predict_logits(model: Any, batches: PairBatches) -> Any:
+def predict_logits(model: torch.nn.Module, batches: PairBatches) -> torch.Tensor:
     """Logits [N, num_labels] of every example, in the original order (model in eval mode)."""
-    import torch
-
     device = next(model.parameters()).device
     rows: list[Any] = [None] * len(batches.data.input_ids)
     with torch.inference_mode():

@@ -28,55 +28,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from tokenmix.io.files import atomic_write
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.corpus import read_documents
+from tokenmix.text.tokenizer import Tokenizer
 
 FORMAT = "tokenmix-pretraining-shards/1"
 SPLITS = ("train", "heldout")
 KINDS = ("tokens", "lines", "docs")
-
-
-@dataclass
-class DataPrepareConfig:
-    input: tuple[str, ...] = field(default=(), metadata={"help": "input files: text (documents separated by blank lines, one sentence per line) or .jsonl with a \"text\" field; .gz accepted"})
-    tokenizer: str = field(default="", metadata={"help": "tokenizer folder holding tokenizer.json"})
-    out: str = field(default="", metadata={"help": "output folder for the shards and meta.json; rerunning resumes an interrupted preparation"})
-    heldout_fraction: float = field(default=0.01, metadata={"help": "fraction of documents held out for evaluation (at least one when there are two or more documents)"})
-    shard_tokens: int = field(default=8_000_000, metadata={"help": "tokens per shard (a shard only exceeds it when one document does)"})
-    seed: int = field(default=0, metadata={"help": "seed of the train/held-out assignment of documents"})
-    batch_lines: int = field(default=4096, metadata={"help": "lines per tokenizer call (a speed/memory trade-off; the output does not depend on it)"})
-
-    def __post_init__(self) -> None:
-        self.input = (self.input,) if isinstance(self.input, (str, os.PathLike)) else tuple(map(str, self.input))
-        self.tokenizer, self.out = str(self.tokenizer), str(self.out)
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
-        for name in ("shard_tokens", "batch_lines"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-
-
-def _save_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through a file object into a temporary file, then rename: a file is complete or absent."""
-    def to_file(tmp: str) -> None:
-        with open(tmp, mode) as f:
-            write(f)
-
-    atomic_write(path, to_file)
-
-
-def _save_json(path: Path, payload: dict) -> None:
-    _save_atomic(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), mode="w")
 
 
 class _ShardWriter:
@@ -117,12 +85,17 @@ class _ShardWriter:
             np.cumsum([len(lengths) for _, lengths in self.buffer], out=docs[1:])
             tokens = np.concatenate([tokens for tokens, _ in self.buffer]).astype(self.dtype, copy=False)
             for path, array in zip(paths, (tokens, lines, docs)):
-                _save_atomic(path, lambda f, a=array: np.save(f, a))
+                atomic_write(path, partial(_save_array, array=array))
         for key, value in (("tokens", self.buffered_tokens), ("lines", len(lengths)),
                            ("documents", len(self.buffer)), ("shards", 1)):
             self.totals[key] += value
         self.shards += 1
         self.buffer, self.buffered_tokens = [], 0
+
+
+def _save_array(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append .npy to a temporary name
+        np.save(f, array)
 
 
 def _is_heldout(seed: int, index: int, fraction: float) -> bool:
@@ -194,10 +167,6 @@ def _encode_chunk(tokenizer: Any, docs: list[list[str]]) -> Iterator[tuple[np.nd
 
 def prepare_data(config: DataPrepareConfig) -> Path:
     """Tokenize ``config.input`` into ``config.out`` (see the module docstring); returns the output folder."""
-    from tqdm.auto import tqdm
-
-    from tokenmix.text.tokenizer import Tokenizer
-
     for name, flag in (("input", "--input FILE[,FILE...]"), ("tokenizer", "--tokenizer DIR"), ("out", "--out DIR")):
         if not getattr(config, name):
             raise ValueError(f"no {name} given; pass {flag}")
@@ -213,13 +182,13 @@ def prepare_data(config: DataPrepareConfig) -> Path:
         return out
 
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
-    started = []
+    started: list[bool] = []
 
     def before_write() -> None:  # the in-progress fingerprint guards a folder as soon as it holds data
         if not started:
             for split in SPLITS:
                 (out / split).mkdir(parents=True, exist_ok=True)
-            _save_json(out / "fingerprint.json", {"fingerprint": fingerprint})
+            write_json(out / "fingerprint.json", {"fingerprint": fingerprint})
             started.append(True)
 
     writers = {split: _ShardWriter(out / split, dtype, config.shard_tokens, before_write) for split in SPLITS}
@@ -255,7 +224,7 @@ def prepare_data(config: DataPrepareConfig) -> Path:
         writer.flush()
     before_write()  # both split folders exist even when one is empty
     special = {name: int(getattr(tokenizer, f"{name}_id")) for name in ("pad", "unk", "cls", "sep", "mask")}
-    _save_json(out / "meta.json", {
+    write_json(out / "meta.json", {
         "format": FORMAT,
         "fingerprint": fingerprint,
         "config": asdict(config),

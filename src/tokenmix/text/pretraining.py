@@ -23,50 +23,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from tokenmix.text.pairs import truncate_pair
 from tokenmix.text.prepare import FORMAT, KINDS, SPLITS
-
-if TYPE_CHECKING:
-    import torch
+from tokenmix.train.configs import PretrainingDataConfig
 
 SPLIT_IDS = {split: i for i, split in enumerate(SPLITS)}
-
-
-@dataclass
-class PretrainingDataConfig:
-    max_seq_len: int = field(default=128, metadata={"help": "tokens per example, [CLS] and two [SEP] included; every example is padded to it"})
-    max_predictions_per_seq: int = field(default=20, metadata={"help": "masked-LM prediction slots per example (unused slots have weight 0)"})
-    mlm_probability: float = field(default=0.15, metadata={"help": "fraction of the non-special tokens of an example that are predicted"})
-    nsp: str = field(default="swap", metadata={"help": "sentence-pair task: swap (official FNet: label 1 = segments swapped) or random (BERT: label 1 = second segment from another document)"})
-    seed: int = field(default=0, metadata={"help": "data seed: example j of step s depends only on (seed, split, s, j)"})
-
-    def __post_init__(self) -> None:
-        if self.max_seq_len < 5:
-            raise ValueError(f"max_seq_len must be at least 5 ([CLS] a [SEP] b [SEP]), got {self.max_seq_len}")
-        if not 1 <= self.max_predictions_per_seq <= self.max_seq_len - 3:
-            raise ValueError(f"max_predictions_per_seq must be in [1, max_seq_len - 3 = {self.max_seq_len - 3}], "
-                             f"got {self.max_predictions_per_seq}")
-        if not 0.0 < self.mlm_probability <= 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1], got {self.mlm_probability}")
-        if self.nsp not in ("swap", "random"):
-            raise ValueError(f"nsp must be 'swap' or 'random', got {self.nsp!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-
-
-def _truncate(a: np.ndarray, b: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drop tokens from the end of the longer segment (A on ties) until both fit, in closed form."""
-    if len(a) + len(b) <= budget:
-        return a, b
-    short = min(len(a), len(b))
-    if 2 * short < budget:
-        return (a[:budget - short], b) if len(a) > len(b) else (a, b[:budget - short])
-    return a[:budget // 2], b[:budget - budget // 2]
 
 
 class PretrainingDataset:
@@ -159,13 +125,11 @@ class PretrainingDataset:
                     b, _ = self._chunk(rng, *other, max(1, budget - len(a)))
                     label = 1
                     break
-        return (*_truncate(a, b, budget), label)
+        return (*truncate_pair(a, b, budget), label)
 
     def batch(self, step: int, batch_size: int, config: PretrainingDataConfig, offset: int = 0) -> dict[str, torch.Tensor]:
         """Examples ``offset .. offset + batch_size - 1`` of global step ``step``, as the keyword arguments
         of ``TokenMixForPreTraining.forward`` (fixed shapes [B, max_seq_len] and [B, max_predictions_per_seq])."""
-        import torch
-
         if step < 0 or batch_size < 1 or offset < 0:
             raise ValueError(f"need step >= 0, batch_size >= 1 and offset >= 0, got {step}, {batch_size}, {offset}")
         L, P = config.max_seq_len, config.max_predictions_per_seq
@@ -212,9 +176,10 @@ class PretrainingDataset:
         }
 
 
-def eval_batches(dataset: PretrainingDataset, num_batches: int, batch_size: int,
-                 config: PretrainingDataConfig) -> Iterator[dict[str, torch.Tensor]]:
+def eval_batches(dataset: PretrainingDataset, num_batches: int, batch_size: int, config: PretrainingDataConfig,
+                 rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
     """The fixed evaluation batches: steps ``0 .. num_batches - 1`` of ``dataset`` (pass the held-out split),
-    identical on every call, so evaluation losses are comparable across checkpoints and runs."""
-    for step in range(num_batches):
+    identical on every call, so evaluation losses are comparable across checkpoints and runs. Under DDP
+    rank ``r`` of ``world_size`` takes every ``world_size``-th batch from ``r`` on."""
+    for step in range(rank, num_batches, world_size):
         yield dataset.batch(step, batch_size, config)

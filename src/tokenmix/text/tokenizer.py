@@ -5,60 +5,35 @@ Training uses Hugging Face ``tokenizers`` (Rust, multi-threaded), which implemen
 Unigram algorithm and writes one portable ``tokenizer.json`` that ``tokenizers``, ``transformers`` and
 this module read. The FNet checkpoints ship a SentencePiece ``spiece.model`` instead;
 :meth:`Tokenizer.from_sentencepiece` reads its protobuf directly, so neither ``sentencepiece`` nor
-``protobuf`` is needed. ``tokenizers`` is imported inside functions only: the CLI can build its flags
-from :class:`TokenizerTrainConfig` without loading it.
+``protobuf`` is needed. The command's settings, :class:`~tokenmix.text.configs.TokenizerTrainConfig`,
+live in the torch-free :mod:`tokenmix.text.configs`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
+from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as Backend
+from tokenizers.models import Unigram
+from tqdm.auto import tqdm
+
+from tokenmix.io.files import atomic_write, write_json
+from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig
+from tokenmix.text.corpus import read_documents
+
 ROLES = ("pad", "unk", "cls", "sep", "mask")
 _ALIASES = {role: (token, f"<{role}>") for role, token in zip(ROLES, SPECIAL_TOKENS)}  # <pad>, <unk>: SentencePiece names
 _BATCH_LINES = 1000  # lines per hand-over to Rust, to amortise the call
 
 
-@dataclass
-class TokenizerTrainConfig:
-    input: tuple[str, ...] = field(default=(), metadata={"help": "text files: plain text, .gz, or JSONL (.jsonl / .jsonl.gz, one object per line)"})
-    out: str = field(default="", metadata={"help": "output folder (created) for tokenizer.json and tokenizer_config.json"})
-    vocab_size: int = field(default=32000, metadata={"help": "vocabulary size, the 5 special tokens included"})
-    lowercase: bool = field(default=False, metadata={"help": "lowercase text before tokenizing (saved with the tokenizer)"})
-    text_field: str = field(default="text", metadata={"help": "the field that holds the text in JSONL inputs"})
-    # SentencePiece's defaults. Most of the time goes to the first EM rounds over the 1M seed pieces; on
-    # 57 MB of Wikipedia (2 cores) seed_size 300k halves it but costs ~5% more tokens per word,
-    # n_sub_iterations 1 costs ~6%, and shrinking_factor 0.5 saves only ~10%, so none is the default.
-    max_piece_length: int = field(default=16, metadata={"help": "longest token, in characters"})
-    seed_size: int = field(default=1_000_000, metadata={"help": "candidate pieces the EM starts from; fewer train faster but compress worse"})
-    shrinking_factor: float = field(default=0.75, metadata={"help": "fraction of candidate pieces kept at each pruning round"})
-    n_sub_iterations: int = field(default=2, metadata={"help": "EM iterations between pruning rounds"})
-
-    def __post_init__(self) -> None:
-        self.input = (str(self.input),) if isinstance(self.input, (str, os.PathLike)) else tuple(map(str, self.input))
-        if not self.input:
-            raise ValueError("no --input files given; pass the text to train on, e.g. --input corpus.txt,more.jsonl.gz")
-        if not self.out:
-            raise ValueError("missing --out; name the folder to write tokenizer.json into, e.g. --out tokenizer")
-        if self.vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size {self.vocab_size} is too small: the special tokens {' '.join(SPECIAL_TOKENS)} "
-                             f"alone take {len(SPECIAL_TOKENS)} ids; use e.g. --vocab-size 32000")
-        if min(self.max_piece_length, self.seed_size, self.n_sub_iterations) < 1 or not 0 < self.shrinking_factor < 1:
-            raise ValueError("max_piece_length, seed_size and n_sub_iterations must be positive and shrinking_factor in "
-                             f"(0, 1), got {self.max_piece_length}, {self.seed_size}, {self.n_sub_iterations}, {self.shrinking_factor}")
-
-
 def _read_batches(path: str, text_field: str, bar: Any) -> Iterator[list[str]]:
     """Stream one file as lists of about ``_BATCH_LINES`` non-empty lines, advancing ``bar`` by the
     bytes read. The shared corpus reader rejects bad bytes, JSON and gzip with the file and line."""
-    from tokenmix.text.corpus import read_documents
-
     batch: list[str] = []
     for document in read_documents(path, text_field, advance=bar.update):
         batch.extend(document)
@@ -75,8 +50,6 @@ def _sentencepiece_style(backend: Any, tokens: dict[str, str] | None, prepend: s
     (Also splitting words between letters, digits and punctuation, as SentencePiece's trainer does,
     made the ``tokenizers`` trainer keep ``▁`` apart from words: 1.61 instead of 1.30 tokens per
     Wikipedia word at 32k, so pieces like ``E.`` are left possible.)"""
-    from tokenizers import decoders, pre_tokenizers, processors
-
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)
     backend.decoder = backend.decoder or decoders.Metaspace(replacement="▁", prepend_scheme=prepend)
     if tokens:
@@ -91,11 +64,6 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
 
     Text is streamed (memory grows with the number of distinct words, not with the corpus) and
     normalised as SentencePiece's ``nmt_nfkc`` does: NFKC, whitespace runs collapsed and trimmed."""
-    from tokenizers import Regex, normalizers, trainers
-    from tokenizers import Tokenizer as Backend
-    from tokenizers.models import Unigram
-    from tqdm.auto import tqdm
-
     for path in config.input:
         if Path(path).is_dir():
             raise ValueError(f"input {path} is a folder; pass the files in it, e.g. --input {path}/a.txt,{path}/b.txt")
@@ -105,7 +73,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
     steps = [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
     backend.normalizer = normalizers.Sequence(steps + [normalizers.Lowercase()] * config.lowercase)
     _sentencepiece_style(backend, None)
-    trainer = trainers.UnigramTrainer(
+    trainer = trainers.UnigramTrainer(  # type: ignore[call-arg]  # the stub lacks seed_size; the trainer takes it
         vocab_size=config.vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token="[UNK]", show_progress=False,
         max_piece_length=config.max_piece_length, seed_size=config.seed_size,
         shrinking_factor=config.shrinking_factor, n_sub_iterations=config.n_sub_iterations)
@@ -135,8 +103,6 @@ def _canonical_order(backend: Any) -> None:
     bits between runs, and gives the characters it never scored ``min + k * 1e-4`` in hash-set order,
     so those swap ids. Re-deal that ladder in code-point order, round scores to float32 (as
     SentencePiece stores them) and sort by (score, piece)."""
-    from tokenizers.models import Unigram
-
     model = json.loads(backend.to_str())["model"]
     specials, rest = model["vocab"][:len(SPECIAL_TOKENS)], model["vocab"][len(SPECIAL_TOKENS):]
     low = min(s for _, s in rest)
@@ -152,7 +118,8 @@ class Tokenizer:
     def __init__(self, backend: Any, special_tokens: dict[str, str] | None = None) -> None:
         self.backend, self.special_tokens = backend, {}
         for role in ROLES:
-            names = (special_tokens[role],) if (special_tokens or {}).get(role) else _ALIASES[role]
+            given = (special_tokens or {}).get(role)
+            names = (given,) if given else _ALIASES[role]
             found = [n for n in names if backend.token_to_id(n) is not None]
             if not found:
                 raise ValueError(f"the tokenizer has no {role} token ({' or '.join(names)}); tokenmix needs "
@@ -180,23 +147,19 @@ class Tokenizer:
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` (the special tokens under the keys
         ``transformers`` reads, and their ids), each replaced atomically; returns the folder."""
-        from tokenmix.io.files import atomic_write
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
         meta.update({f"{role}_token": token for role, token in self.special_tokens.items()})
         meta["special_token_ids"] = {role: self.backend.token_to_id(t) for role, t in self.special_tokens.items()}
         atomic_write(directory / "tokenizer.json", lambda tmp: self.backend.save(tmp))
-        atomic_write(directory / "tokenizer_config.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+        write_json(directory / "tokenizer_config.json", meta)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> Tokenizer:
         """Load a folder's ``tokenizer.json``, or if it has none its SentencePiece ``spiece.model`` (or
         other ``*.model``), as the FNet checkpoints ship; a path to either file works too."""
-        from tokenizers import Tokenizer as Backend
-
         path = Path(directory)
         if path.is_file():
             return cls.from_sentencepiece(path) if path.suffix == ".model" else cls(Backend.from_file(str(path)))
@@ -216,10 +179,6 @@ class Tokenizer:
     def from_sentencepiece(cls, path: str | Path) -> Tokenizer:
         """Convert a SentencePiece Unigram ``.model``: same pieces, ids and scores, its precompiled
         normaliser, whitespace handling and byte fallback, so ids match ``sentencepiece``'s."""
-        from tokenizers import AddedToken, Regex, decoders, normalizers
-        from tokenizers import Tokenizer as Backend
-        from tokenizers.models import Unigram
-
         try:  # ModelProto: 1 pieces {1 piece, 2 score, 3 type}, 2 trainer_spec, 3 normalizer_spec
             proto = _protobuf(Path(path).read_bytes())
             pieces = [_protobuf(p) for p in proto.get(1, [])]
@@ -234,7 +193,7 @@ class Tokenizer:
         floor = min((s for (_, s), k in zip(vocab, kinds) if k == 1), default=0.0) - 100.0
         vocab = [(piece, floor if kind in (3, 5) else score) for (piece, score), kind in zip(vocab, kinds)]
         backend = Backend(Unigram(vocab, kinds.index(2) if 2 in kinds else 0, 6 in kinds))
-        steps = [normalizers.Precompiled(norm[2][-1])] if norm.get(2, [b""])[-1] else []
+        steps: list[normalizers.Normalizer] = [normalizers.Precompiled(norm[2][-1])] if norm.get(2, [b""])[-1] else []
         if norm.get(4, [1])[-1]:  # normalizer_spec.remove_extra_whitespaces
             steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip()]
         backend.normalizer = normalizers.Sequence(steps)

@@ -11,48 +11,47 @@ as stale and recomputed, so the teacher never runs twice over the same data.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tokenmix.benchmarks.adapters import get_adapter
+from tokenmix.devices import resolve_device
+from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import atomic_write, write_json
-from tokenmix.options import option
-from tokenmix.train.finetune import FinetuneOptions
+from tokenmix.models.encoder import TokenMixPreTrainedModel
+from tokenmix.models.factory import load_pretrained
+from tokenmix.models.heads import TokenMixForSequenceClassification
+from tokenmix.models.mixing.registry import is_length_dependent
+from tokenmix.text.classifier import TextClassifier
+from tokenmix.text.pairs import PairBatches, predict_logits
+from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.train.configs import DistillConfig
+from tokenmix.train.finetune import (
+    TASK_FILE,
+    build_task_model,
+    evaluate_and_write,
+    find_tokenizer,
+    prepare_task,
+    reuse_first,
+    save_task_files,
+    task_values,
+)
+from tokenmix.train.supervised import fit_sweep
 
 
-@dataclass
-class DistillConfig(FinetuneOptions):
-    lr: tuple[float, ...] = option((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
-    init: str = option("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
-                                  "model folder / run directory of the student")
-    teacher: str = option("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
-    student: str = option("fnet", "student variant when --init scratch (see `tokenmix models`)")
-    task: str = option("", "the task the teacher was fine-tuned on")
-    benchmark: str = option("glue", "glue or superglue")
-    alpha: float = option(0.5, "weight of the distillation term (1 = teacher only, 0 = labels only)")
-    temperature: float = option(2.0, "softmax temperature of the KL term")
-
-    def __post_init__(self) -> None:
-        from tokenmix.benchmarks.adapters import get_adapter
-
-        self.model = self.student
-        super().__post_init__()
-        if not self.teacher:
-            raise ValueError("missing --teacher: a folder written by `tokenmix finetune` for the same --task")
-        if not self.task:
-            raise ValueError("missing --task: the task the teacher was fine-tuned on")
-        get_adapter(self.benchmark, self.task)
-        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
-            raise ValueError(f"--alpha must be in [0, 1] and --temperature > 0, got {self.alpha} and {self.temperature}")
-
-
-def distillation_loss(student: Any, teacher: Any, hard: Any, alpha: float, temperature: float,
-                      regression: bool) -> Any:
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, hard: torch.Tensor, alpha: float, temperature: float,
+                      regression: bool) -> torch.Tensor:
     """α·KL(softmax(t/T) ‖ softmax(s/T))·T² + (1−α)·hard; regression: α·MSE(s, t) + (1−α)·hard."""
-    import torch.nn.functional as F
-
     if regression:
         soft = F.mse_loss(student[:, 0].float(), teacher[:, 0].float())
     else:
@@ -60,11 +59,9 @@ def distillation_loss(student: Any, teacher: Any, hard: Any, alpha: float, tempe
     return alpha * soft + (1.0 - alpha) * hard
 
 
-def soft_kl(student: Any, teacher: Any, temperature: float) -> Any:
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(softmax(t/T) ‖ softmax(s/T))·T² over the last axis, one value per row (the T² keeps the
     gradient's scale independent of T, as in Hinton et al.)."""
-    import torch.nn.functional as F
-
     log_student = F.log_softmax(student.float() / temperature, dim=-1)
     log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
     return F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(-1) * temperature**2
@@ -77,12 +74,8 @@ def _fingerprint(*parts: Any) -> str:
     return digest.hexdigest()[:32]
 
 
-def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -> Any:
+def teacher_logits(teacher: TextClassifier, teacher_dir: Path, examples: list, task: str) -> torch.Tensor:
     """The teacher's logits for ``examples``, from the disk cache when its key matches."""
-    from safetensors.torch import load_file, save_file
-
-    from tokenmix.text.pairs import predict_logits
-
     batches = teacher.batches(examples, 128)
     data = batches.data
     weights = teacher_dir / "model.safetensors"
@@ -90,8 +83,6 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
                        teacher.fixed_length, data.input_ids, data.token_type_ids)
     cache = teacher_dir / "distill_cache" / f"{task}.safetensors"
     if cache.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(cache), "pt") as f:
             if (f.metadata() or {}).get("key") == key:
                 return load_file(str(cache))["logits"]
@@ -103,9 +94,7 @@ def teacher_logits(teacher: Any, teacher_dir: Path, examples: list, task: str) -
     return logits
 
 
-def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, tokenizer: Any) -> None:
-    from tokenmix.train.finetune import find_tokenizer
-
+def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, tokenizer: Tokenizer) -> None:
     if (task_info.get("benchmark", "glue"), task_info["task"]) != (config.benchmark, config.task.lower()):
         raise ValueError(f"the teacher in {teacher_dir} was fine-tuned on {task_info.get('benchmark', 'glue')} "
                          f"{task_info['task']!r}, not {config.benchmark} {config.task!r}; pick a teacher of this task")
@@ -117,9 +106,7 @@ def _check_pair(config: DistillConfig, teacher_dir: Path, task_info: dict, token
                              "teacher's tokenizer (--init scratch without --tokenizer)")
 
 
-def _ms_per_example(model: Any, batches: Any) -> float:
-    from tokenmix.text.pairs import predict_logits
-
+def _ms_per_example(model: nn.Module, batches: PairBatches) -> float:
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -129,50 +116,32 @@ def _ms_per_example(model: Any, batches: Any) -> float:
 
 
 def run_distill(config: DistillConfig) -> dict[str, Any]:
-    import json
-
-    from tokenmix.bench.measure import resolve_device
-    from tokenmix.benchmarks.adapters import get_adapter
-    from tokenmix.io.checkpoint import find_model_dir
-    from tokenmix.models.encoder import TokenMixPreTrainedModel
-    from tokenmix.models.factory import load_pretrained
-    from tokenmix.text.classifier import TextClassifier
-    from tokenmix.text.pairs import predict_logits
-    from tokenmix.train.finetune import (
-        TASK_FILE,
-        build_task_model,
-        evaluate_and_write,
-        prepare_task,
-        reuse_first,
-        save_task_files,
-        task_values,
-    )
-    from tokenmix.train.loop import fit_sweep
-
     adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)
     teacher_dir = find_model_dir(config.teacher)
     if not (teacher_dir / TASK_FILE).is_file():
         raise ValueError(f"{teacher_dir} is not a fine-tuned model (no {TASK_FILE}); fine-tune a teacher first")
     teacher = TextClassifier.from_pretrained(teacher_dir, device=config.device)
+    assert isinstance(teacher.model, TokenMixPreTrainedModel)  # what from_pretrained loads; TextClassifier types any module
     _check_pair(config, teacher_dir, json.loads((teacher_dir / TASK_FILE).read_text()), teacher.tokenizer)
 
     probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
                                                              teacher.tokenizer.vocab_size, teacher.tokenizer.pad_id))
-    fixed = config.max_seq_len if probe.config.length_dependent else None
+    fixed = config.max_seq_len if is_length_dependent(probe.config) else None
     data = prepare_task(config, adapter, teacher.tokenizer, fixed)
     data.batches["train"].extras = {"teacher_logits": teacher_logits(teacher, teacher_dir, data.train.examples,
                                                                      f"{adapter.benchmark}-{adapter.name}")}
     first = adapter.eval_splits[0]
 
-    def loss_fn(model: TokenMixPreTrainedModel, batch: dict[str, Any]) -> Any:
-        from tokenmix.models.heads import add_aux_loss
-
+    def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        assert isinstance(model, TokenMixForSequenceClassification)  # regression heads derive from it
         out_ = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         hard = model.loss(out_.logits, batch["labels"])
-        return add_aux_loss(distillation_loss(out_.logits, batch["teacher_logits"], hard, config.alpha,
-                                              config.temperature, adapter.is_regression), out_)
+        loss = distillation_loss(out_.logits, batch["teacher_logits"], hard, config.alpha, config.temperature,
+                                 adapter.is_regression)
+        return loss if out_.aux_loss is None else loss + out_.aux_loss  # the MoE auxiliary losses, as everywhere
 
-    def evaluate(model: Any) -> dict[str, float]:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+
         return adapter.metrics(data.evals[first], task_values(model, data, first))
 
     sweep = fit_sweep(make_model, data.batches["train"], len(data.batches["train"]), evaluate, config, out,

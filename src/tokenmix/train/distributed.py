@@ -6,11 +6,18 @@ WORLD_SIZE / LOCAL_RANK; we only initialise the default process group and wrap t
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+from tokenmix.models.encoder import TokenMixPreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -36,20 +43,26 @@ class DistributedContext:
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
 
-    def broadcast_flag(self, flag: bool) -> bool:
-        """Rank 0's decision (stop on time / signal) for every rank."""
-        if not self.enabled:
-            return flag
-        value = torch.tensor([int(flag)], device=self.device)
-        dist.broadcast(value, src=0)
-        return bool(value.item())
+    def sum_named(self, values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
+        """Each named value summed over the ranks, all in one float64 all-reduce (every rank must pass
+        the same names in the same order)."""
+        if not self.enabled or not values:
+            return {name: float(value) for name, value in values.items()}
+        stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.device).reshape(())
+                               for v in values.values()])
+        return dict(zip(values, self.all_reduce_sum(stacked).tolist()))
+
+    @classmethod
+    def single(cls, device: torch.device) -> DistributedContext:
+        """One process, no process group: every collective is the identity."""
+        return cls(0, 1, device)
 
 
 def init_distributed(device: torch.device) -> DistributedContext:
     """Join the process group that torchrun describes in the environment (if any)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return DistributedContext(0, 1, device)
+        return DistributedContext.single(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
@@ -59,18 +72,15 @@ def init_distributed(device: torch.device) -> DistributedContext:
     return DistributedContext(dist.get_rank(), dist.get_world_size(), device)
 
 
-def wrap_model(model: torch.nn.Module, context: DistributedContext, fsdp: bool) -> torch.nn.Module:
-    """DDP (default) or FSDP2 sharding of every encoder block and then the whole model."""
+def wrap_model(model: TokenMixPreTrainedModel, context: DistributedContext, fsdp: bool) -> torch.nn.Module:
+    """DDP (default) or FSDP2 sharding of every encoder block and then the whole model (in place)."""
     if not context.enabled:
         return model
     if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
         for block in model.encoder.layers:
             fully_shard(block)
-        return fully_shard(model)
-    from torch.nn.parallel import DistributedDataParallel
-
+        fully_shard(model)
+        return model
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 
@@ -80,23 +90,22 @@ def shutdown(context: DistributedContext) -> None:
         dist.destroy_process_group()
 
 
-def gradient_sync(model: torch.nn.Module, enabled: bool):
+def gradient_sync(model: torch.nn.Module, enabled: bool) -> AbstractContextManager[None]:
     """Context that skips the gradient all-reduce on accumulation micro-steps (DDP ``no_sync``,
     FSDP2 ``set_requires_gradient_sync``); a no-op for an unwrapped model."""
-    import contextlib
-
     if enabled:
         return contextlib.nullcontext()
-    if hasattr(model, "no_sync"):
+    if isinstance(model, DistributedDataParallel):
         return model.no_sync()
-    if hasattr(model, "set_requires_gradient_sync"):
-        @contextlib.contextmanager
-        def paused():
-            model.set_requires_gradient_sync(False)
-            try:
-                yield
-            finally:
-                model.set_requires_gradient_sync(True)
-
-        return paused()
+    if isinstance(model, FSDPModule):
+        return _fsdp_no_sync(model)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: FSDPModule) -> Iterator[None]:
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)

@@ -18,70 +18,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from tokenmix.benchmarks.adapters import get_adapter
+from tokenmix.devices import resolve_device
+from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import write_json
-from tokenmix.options import option
-from tokenmix.train.loop import FitConfig
+from tokenmix.models.config import parse_overrides
+from tokenmix.models.factory import build_model, load_pretrained
+from tokenmix.models.mixing.registry import is_length_dependent
+from tokenmix.models.registry import make_config
+from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.train.configs import FinetuneConfig, FinetuneOptions
+from tokenmix.train.supervised import fit_sweep
 
 TASK_FILE = "task.json"
-
-
-@dataclass
-class FinetuneOptions(FitConfig):
-    """Settings shared by ``tokenmix finetune`` (one task) and ``tokenmix glue`` (all tasks)."""
-
-    lr: tuple[float, ...] = option((1e-5, 5e-5, 1e-4), "peak learning rates: one run each, the best on dev kept "
-                                                  "(the paper's sweep; one value = no sweep)")
-    batch_size: int = option(64, "training examples per step (official GLUE recipe: 64)")
-    init: str = option("", "model folder or run directory to start from (pretraining run, converted Hugging Face "
-                           "FNet, ...), or 'scratch' for random initialisation")
-    model: str = option("fnet", "with --init scratch: registered model name (see `tokenmix models`)")
-    preset: str = option("mini", "with --init scratch: size preset")
-    override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0")
-    tokenizer: str = option("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
-    data_dir: str = option("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
-    out: str = option("", "output directory")
-    max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); models that mix "
-                              "with a fixed transform (FNet, Linear...) are always padded to exactly this length")
-    eval_batch_size: int = option(128, "examples per evaluation batch")
-    max_train_examples: int = option(0, "use a random subset of at most N training examples (0 = all)")
-    train_from_dev: float = option(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
-                                        "split and evaluate on the rest (a seeded split, recorded as the protocol)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.init:
-            raise ValueError("missing --init: a model folder / run directory, or 'scratch' with --model and --preset")
-        if not self.data_dir:
-            raise ValueError("missing --data-dir: a folder in the official GLUE layout (e.g. ../shared/data/glue)")
-        if not self.out:
-            raise ValueError("missing --out: the output directory")
-        if self.max_seq_len < 4 or self.eval_batch_size < 1 or self.max_train_examples < 0:
-            raise ValueError("max_seq_len must be >= 4, eval_batch_size >= 1, max_train_examples >= 0")
-        if not 0 <= self.train_from_dev < 1:
-            raise ValueError(f"--train-from-dev must be a fraction in [0, 1), got {self.train_from_dev}")
-
-
-@dataclass
-class FinetuneConfig(FinetuneOptions):
-    task: str = option("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
-                       "multirc, record, rte, wic, wsc (with --benchmark superglue)")
-    benchmark: str = option("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
-
-    def __post_init__(self) -> None:
-        from tokenmix.benchmarks.adapters import get_adapter
-
-        super().__post_init__()
-        if not self.task:
-            raise ValueError("missing --task (GLUE: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)")
-        get_adapter(self.benchmark, self.task)
 
 
 def find_tokenizer(init: str, explicit: str = "") -> Any:
     """``--tokenizer``, else a tokenizer stored with the model / run, else the one the run's
     pretraining data was prepared with (recorded in the data folder's ``meta.json``)."""
-    from tokenmix.io.checkpoint import find_model_dir
-    from tokenmix.text.tokenizer import Tokenizer
-
     if explicit:
         return Tokenizer.load(explicit)
     if init != "scratch":
@@ -100,12 +57,6 @@ def find_tokenizer(init: str, explicit: str = "") -> Any:
 
 def build_task_model(options: FinetuneOptions, num_labels: int, regression: bool, vocab_size: int, pad_id: int) -> Any:
     """A classification / regression model from ``--init`` (encoder weights kept, new head)."""
-    import torch
-
-    from tokenmix.models.config import parse_overrides
-    from tokenmix.models.factory import build_model, load_pretrained
-    from tokenmix.models.registry import make_config
-
     head = "regression" if regression else "classification"
     overrides = {"head": head, "num_labels": num_labels, **parse_overrides(options.override)}
     torch.manual_seed(options.seed)  # the new head's initialisation
@@ -158,8 +109,6 @@ class TaskData:
 
 
 def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: int | None) -> TaskData:
-    from tokenmix.text.pairs import PairBatches, encode
-
     evals = {name: adapter.read(options.data_dir, name) for name in adapter.eval_splits}
     first, protocol = adapter.eval_splits[0], ""
     if options.train_from_dev and not adapter.has(options.data_dir, "train"):
@@ -192,8 +141,6 @@ def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: 
 
 
 def task_values(model: Any, data: TaskData, split: str) -> list:
-    from tokenmix.text.pairs import predict_logits
-
     return data.adapter.values(predict_logits(model, data.batches[split]))
 
 
@@ -222,17 +169,12 @@ def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -
 
 def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``."""
-    from tokenmix.bench.measure import resolve_device
-    from tokenmix.benchmarks.adapters import get_adapter
-    from tokenmix.models.factory import load_pretrained
-    from tokenmix.train.loop import fit_sweep
-
     adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)
 
     probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
                                                              tokenizer.vocab_size, tokenizer.pad_id))
-    fixed = config.max_seq_len if probe.config.length_dependent else None
+    fixed = config.max_seq_len if is_length_dependent(probe.config) else None
     params, variant = probe.num_parameters(), probe.config.variant
     data = prepare_task(config, adapter, tokenizer, fixed)
     first = adapter.eval_splits[0]

@@ -77,7 +77,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise ValueError(f"cannot resume from {path}: the model config differs ({'; '.join(diff)}); "
                          f"use the same --model/--preset/--override settings or a new --out directory")
     state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
-    set_state_dict(model, optimizer, model_state_dict=read_safetensors(path / "model.safetensors"),
+    weights: dict[str, Any] = read_safetensors(path / "model.safetensors")
+    set_state_dict(model, optimizer, model_state_dict=weights,
+
                    optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
     return state
 

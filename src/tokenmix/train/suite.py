@@ -11,35 +11,25 @@ finished tasks are read back instead of retrained.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from tokenmix.benchmarks import glue, superglue
+from tokenmix.benchmarks.adapters import get_adapter
+from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
+from tokenmix.benchmarks.glue_metrics import glue_average
+from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
+from tokenmix.benchmarks.superglue_metrics import superglue_average
 from tokenmix.io.files import atomic_write, write_json
-from tokenmix.options import option
-from tokenmix.train.finetune import FinetuneConfig, FinetuneOptions
-
-GLUE_COLUMNS = {"mnli-m": "MNLI-m", "mnli-mm": "MNLI-mm", "qqp": "QQP", "qnli": "QNLI", "sst2": "SST-2",
-                "cola": "CoLA", "stsb": "STS-B", "mrpc": "MRPC", "rte": "RTE", "wnli": "WNLI"}
-SUPERGLUE_COLUMNS = {"boolq": "BoolQ", "cb": "CB", "copa": "COPA", "multirc": "MultiRC", "record": "ReCoRD",
-                     "rte": "RTE", "wic": "WiC", "wsc": "WSC"}
-
-
-@dataclass
-class GlueConfig(FinetuneOptions):
-    tasks: tuple[str, ...] = option((), "tasks to run (default: every task with a train split in --data-dir, or with a "
-                                        "dev split when --train-from-dev is set)")
-
-
-@dataclass
-class SuperGlueConfig(GlueConfig):
-    epochs: float = option(5.0, "passes over the training data (Sparse Mixers recipe: 5)")
+from tokenmix.reporting import paper
+from tokenmix.reporting.tables import render_table
+from tokenmix.text.classifier import TextClassifier
+from tokenmix.train.configs import FinetuneConfig, FinetuneOptions, GlueConfig
+from tokenmix.train.finetune import run_finetune
 
 
 def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
-    from tokenmix.benchmarks import glue, superglue
-    from tokenmix.benchmarks.adapters import get_adapter
-
     if config.tasks:
         return [get_adapter(benchmark, name).name for name in config.tasks]
     root = Path(config.data_dir)
@@ -65,22 +55,20 @@ def _columns(benchmark: str, task: str, metrics: dict[str, Any]) -> dict[str, fl
     return {task: metrics["score"]}
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_benchmark_table(result: dict[str, Any]) -> str:
     """Markdown: our row in the paper's column order (GLUE: with the paper's Base rows beside it)."""
-    from tokenmix.reporting import paper
-    from tokenmix.reporting.tables import render_markdown
-
-    names = GLUE_COLUMNS if result["kind"] == "glue" else SUPERGLUE_COLUMNS
+    names = GLUE_TABLE_COLUMNS if result["kind"] == "glue" else SUPERGLUE_TABLE_COLUMNS
     columns = [c for c in names if c in result["scores"]]
     label = f"{result['model']} ({result['preset'] or result['init']})"
-    rows = [[label, *(f"{result['scores'][c]:.1f}" for c in columns), f"{result['average']:.1f}"]]
+    rows: list[list[str | float | None]] = [[label, *(f"{result['scores'][c]:.1f}" for c in columns),
+                                             f"{result['average']:.1f}"]]
     if result["kind"] == "glue":
         for name in dict.fromkeys(("bert-base", "fnet-base", f"{result['model']}-base")):
             if name in paper.GLUE:
                 values = dict(zip(paper.GLUE_COLUMNS, paper.GLUE[name]))
                 rows.append([f"paper {name}", *("FAIL" if values.get(c, "") is None else values.get(c, "-")
                                                 for c in columns), paper.GLUE_AVERAGE[name]])
-    table = render_markdown(["model", *(names[c] for c in columns), "avg"], rows)
+    table = render_table(["model", *(names[c] for c in columns), "avg"], rows, markdown=True)
     notes = [f"Average: {result['average_convention']}."] + [f"{t}: {why}" for t, why in result["notes"].items()]
     if result["kind"] == "glue":
         notes.append("Paper rows: FNet paper Table 2 (Base models, full training sets); their averages cover all "
@@ -95,9 +83,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) -> dict[str, Any]:
     """AX-b and AX-g predicted by the fine-tuned RTE model: metrics, predictions, submission files."""
-    from tokenmix.benchmarks.adapters import get_adapter
-    from tokenmix.text.classifier import TextClassifier
-
     classifier, results = TextClassifier.from_pretrained(rte_dir / "best", device="cpu"), {}
     for name in ("axb", "axg"):
         adapter = get_adapter("superglue", name)
@@ -112,12 +97,6 @@ def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) 
 
 
 def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
-    from tokenmix.benchmarks.adapters import get_adapter
-    from tokenmix.benchmarks.glue import AVERAGE_CONVENTION
-    from tokenmix.benchmarks.glue_metrics import glue_average
-    from tokenmix.benchmarks.superglue_metrics import superglue_average
-    from tokenmix.train.finetune import run_finetune
-
     out, tasks, submission = Path(config.out), _tasks(config, benchmark), Path(config.out) / "submission"
     options = {f.name: getattr(config, f.name) for f in fields(FinetuneOptions)}
     results: dict[str, Any] = {}
@@ -132,7 +111,8 @@ def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
                                      submission_dir=submission if has_tests else None)
     scores = {col: value for name, m in results.items() for col, value in _columns(benchmark, name, m).items()}
     if benchmark == "glue":
-        average, convention = glue_average(scores), AVERAGE_CONVENTION
+        average, convention = glue_average(scores), glue.AVERAGE_CONVENTION
+
     else:
         average = superglue_average(scores)
         convention = ("mean over tasks of each task's score, CB (accuracy, F1), MultiRC (F1a, EM) and ReCoRD (F1, EM) "
@@ -151,5 +131,5 @@ def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
     if benchmark == "superglue" and "rte" in results:
         result["diagnostics"] = _diagnostics(out / "rte", config.data_dir, out, submission)
     write_json(out / f"{benchmark}.json", result)
-    atomic_write(out / f"{benchmark}.md", lambda tmp: Path(tmp).write_text(format_table(result)))
+    atomic_write(out / f"{benchmark}.md", lambda tmp: Path(tmp).write_text(format_benchmark_table(result)))
     return result

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.initializers import normal_linear
-from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.mixing.registry import Mixer, register_mixer
 
 
 @register_mixer("attention")
-class SelfAttention(nn.Module):
+class SelfAttention(Mixer):
+    """x [batch, seq, hidden] -> softmax(q k^T / sqrt(d_head)) v per head, projected back to [batch, seq, hidden]."""
+
     uses_padding_mask = True
+    length_dependent = False  # padded keys are masked: an example's output ignores its padding
+    options = ("num_heads", "attention_dropout")
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         d, std = config.hidden_size, config.initializer_range
         self.num_heads = config.num_heads
         self.dropout = config.attention_dropout

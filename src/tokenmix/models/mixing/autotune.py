@@ -22,6 +22,9 @@ from typing import Any
 
 import torch
 
+from tokenmix.devices import device_name, synchronize
+from tokenmix.io.files import write_json
+
 CACHE_ENV = "TOKENMIX_CACHE"
 REPEATS = 3
 
@@ -34,12 +37,6 @@ def cache_file() -> Path:
     return Path(root) / "autotune.json"
 
 
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda {torch.cuda.get_device_name(device)}"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
-
-
 def fastest(kind: str, device: torch.device, seq_len: int, d: int, dtype: torch.dtype,
             candidates: Callable[[], dict[str, Callable[[], Any]]]) -> str:
     """Name of the fastest of ``candidates()`` (name -> zero-argument callable) for this key."""
@@ -47,7 +44,7 @@ def fastest(kind: str, device: torch.device, seq_len: int, d: int, dtype: torch.
     choice = _choices.get(memo_key)
     if choice is None:
         fns = candidates()
-        key = (f"{kind} | {device_label(device)} | L={seq_len} d={d} | {str(dtype).removeprefix('torch.')} | "
+        key = (f"{kind} | {device_name(device)} | L={seq_len} d={d} | {str(dtype).removeprefix('torch.')} | "
                f"torch {torch.__version__} | {','.join(sorted(fns))}")
         choice = _load().get(key, {}).get("choice")
         if choice not in fns:
@@ -61,8 +58,6 @@ def fastest(kind: str, device: torch.device, seq_len: int, d: int, dtype: torch.
 def measure(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int = REPEATS) -> dict[str, float]:
     """Best-of-``repeats`` milliseconds per candidate, runs interleaved so that background load
     affects all of them alike."""
-    from tokenmix.bench.measure import synchronize
-
     best = dict.fromkeys(fns, float("inf"))
     with torch.no_grad():
         for fn in fns.values():
@@ -86,8 +81,6 @@ def _load() -> dict[str, Any]:
 
 
 def _store(key: str, entry: dict[str, Any]) -> None:
-    from tokenmix.io.files import write_json
-
     try:
         write_json(cache_file(), {**_load(), key: entry})  # merge: other processes may have added keys
     except OSError as err:

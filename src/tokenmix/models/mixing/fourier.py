@@ -1,9 +1,16 @@
-"""FNet's Fourier mixing: the real part of a 2D DFT over the (sequence, hidden) axes (and the
-Hartley variant, Re - Im, ablated by the Sparse Mixers paper).
+"""FNet's Fourier mixing is, by definition, the real part of a 2D DFT over the sequence and hidden axes:
 
-    Re(F_seq X F_hid) = C_seq X C_hid - S_seq X S_hid        (C, S: cosine and sine DFT matrices)
+    torch.fft.fftn(x, dim=(-2, -1)).real
 
-Two implementations compute the same function:
+:func:`fourier_reference` is exactly that line and :class:`FourierMixing` the sublayer; the Hartley
+variant (Re - Im of the same DFT, ablated by the Sparse Mixers paper) comes with them. Everything after
+them computes the same functions faster, and the tests compare each implementation with the references.
+
+In matrix form, with C, S the cosine and sine DFT matrices:
+
+    Re(F_seq X F_hid) = C_seq X C_hid - S_seq X S_hid
+
+Two implementations compute it:
 
 * ``fft``: ``torch.fft.rfftn`` over the last two axes, the other half of the spectrum filled in by
   conjugate symmetry (half the work of the complex ``fftn`` the official code and transformers use);
@@ -32,15 +39,66 @@ import functools
 import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from tokenmix.models.config import ModelConfig
-from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.mixing.autotune import fastest
+from tokenmix.models.mixing.registry import Mixer, register_mixer
 from tokenmix.models.tracing import is_tracing
 
+
+def fourier_reference(x: torch.Tensor) -> torch.Tensor:
+    """Re(DFT2(x)) over the last two axes, [..., seq, hidden] -> same shape: the definition."""
+    return torch.fft.fftn(x, dim=(-2, -1)).real
+
+
+def hartley_reference(x: torch.Tensor) -> torch.Tensor:
+    """Re - Im of the same 2D DFT: the Hartley variant's definition."""
+    spectrum = torch.fft.fftn(x, dim=(-2, -1))
+    return spectrum.real - spectrum.imag
+
+
+@register_mixer("fourier")
+class FourierMixing(Mixer):
+    """Parameter-free FNet mixing sublayer (the official code's ``FourierTransform``): x [batch, seq,
+    hidden] -> ``fourier_reference(x)``, computed by :func:`fourier_transform` with ``fourier_impl``."""
+
+    options = ("fourier_impl",)
+    transform: ClassVar[str] = "fourier"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.impl = config.fourier_impl
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return fourier_transform(x, self.impl, self.transform)
+
+
+@register_mixer("hartley")
+class HartleyMixing(FourierMixing):
+    """Hartley mixing, ablated in the Sparse Mixers paper: x -> ``hartley_reference(x)`` (a real
+    transform that, unlike Re alone, is invertible)."""
+
+    transform = "hartley"
+
+
+def fourier_transform(x: torch.Tensor, impl: str = "auto", transform: str = "fourier") -> torch.Tensor:
+    """Re(DFT2(x)) (``transform="fourier"``) or Re - Im of it (``"hartley"``) over the last two axes,
+    computed in float32 (or float64) and returned in ``x.dtype``."""
+    resolve_impl(impl)  # reject unknown names before any work
+    with torch.autocast(x.device.type, enabled=False):
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
+        fn = _IMPLS[transform][choose_impl(impl, xf.detach(), transform)]
+        if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
+            out = _SymmetricLinearMap.apply(xf, fn)
+        else:  # plain ops: what a tracer (compile, ONNX) should see
+            out = fn(xf)
+    return out.to(x.dtype)
+
+
+# --- The fast implementations: the same functions, computed faster -----------------------------
 
 def _cache_unless_tracing(build: Callable[..., Any]) -> Callable[..., Any]:
     """Memoise a matrix builder in eager mode. While tracing (torch.export/compile/ONNX) the tensors
@@ -55,6 +113,43 @@ def _cache_unless_tracing(build: Callable[..., Any]) -> Callable[..., Any]:
     get.cache_info, get.cache_clear = cached.cache_info, cached.cache_clear  # type: ignore[attr-defined]
     return get
 
+
+# rfftn + gather: half the spectrum, laid out as the full one in one gather.
+
+@_cache_unless_tracing
+def _spectrum_index(n: int, d: int, device: torch.device) -> torch.Tensor:
+    """Flat index into ``view_as_real`` of the half spectrum ([n, h, 2], h = d//2+1) that assembles
+    the [n, d] real part: column k > d/2 is column d-k of sequence frequency -j (conjugate symmetry
+    of a real signal's spectrum: X[j, k] = conj(X[-j mod n, d-k]))."""
+    h = d // 2 + 1
+    j = torch.arange(n).unsqueeze(1)
+    k = torch.arange(d).unsqueeze(0)
+    return (2 * torch.where(k < h, j * h + k, ((-j) % n) * h + (d - k))).flatten().to(device)
+
+
+def _gather(half: torch.Tensor, d: int, offset: int = 0) -> torch.Tensor:
+    """Re (``offset=0``) or Im (``offset=1``) of the half spectrum, laid out as the full [n, d] one,
+    as one gather: no slicing, flipping and concatenating, which cost more than the FFT on a small
+    CPU. (On mirrored columns Im changes sign; :func:`_hartley_fft` corrects that.)"""
+    n = half.shape[-2]
+    flat = torch.view_as_real(half).flatten(-3)  # a view: [..., n * h * 2], re/im interleaved
+    return flat.index_select(-1, _spectrum_index(n, d, flat.device) + offset).unflatten(-1, (n, d))
+
+
+def _fft(x: torch.Tensor) -> torch.Tensor:
+    # Half the spectrum (rfftn): half the work of the complex fftn of the official code and transformers.
+    return _gather(torch.fft.rfftn(x, dim=(-2, -1)), x.shape[-1])
+
+
+def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
+    d = x.shape[-1]
+    half = torch.fft.rfftn(x, dim=(-2, -1))
+    imag = _gather(half, d, 1)
+    mirrored = torch.arange(d, device=x.device) > d // 2  # Im X[j, k] = -Im X[-j, d-k] there
+    return _gather(half, d) - torch.where(mirrored, -imag, imag)
+
+
+# DFT as matrix products (no complex tensors: compile, ONNX, devices without FFT).
 
 @_cache_unless_tracing
 def _cos_sin(n: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,39 +192,6 @@ def _hartley_matmul(x: torch.Tensor) -> torch.Tensor:
     return (_sequence_matrices(seq_len, x.device, x.dtype) @ torch.stack([a + b, a - b], dim=-3)).sum(dim=-3)
 
 
-@_cache_unless_tracing
-def _spectrum_index(n: int, d: int, device: torch.device) -> torch.Tensor:
-    """Flat index into ``view_as_real`` of the half spectrum ([n, h, 2], h = d//2+1) that assembles
-    the [n, d] real part: column k > d/2 is column d-k of sequence frequency -j (conjugate symmetry
-    of a real signal's spectrum: X[j, k] = conj(X[-j mod n, d-k]))."""
-    h = d // 2 + 1
-    j = torch.arange(n).unsqueeze(1)
-    k = torch.arange(d).unsqueeze(0)
-    return (2 * torch.where(k < h, j * h + k, ((-j) % n) * h + (d - k))).flatten().to(device)
-
-
-def _gather(half: torch.Tensor, d: int, offset: int = 0) -> torch.Tensor:
-    """Re (``offset=0``) or Im (``offset=1``) of the half spectrum, laid out as the full [n, d] one,
-    as one gather: no slicing, flipping and concatenating, which cost more than the FFT on a small
-    CPU. (On mirrored columns Im changes sign; :func:`_hartley_fft` corrects that.)"""
-    n = half.shape[-2]
-    flat = torch.view_as_real(half).flatten(-3)  # a view: [..., n * h * 2], re/im interleaved
-    return flat.index_select(-1, _spectrum_index(n, d, flat.device) + offset).unflatten(-1, (n, d))
-
-
-def _fft(x: torch.Tensor) -> torch.Tensor:
-    # Half the spectrum (rfftn): half the work of the complex fftn of the official code and transformers.
-    return _gather(torch.fft.rfftn(x, dim=(-2, -1)), x.shape[-1])
-
-
-def _hartley_fft(x: torch.Tensor) -> torch.Tensor:
-    d = x.shape[-1]
-    half = torch.fft.rfftn(x, dim=(-2, -1))
-    imag = _gather(half, d, 1)
-    mirrored = torch.arange(d, device=x.device) > d // 2  # Im X[j, k] = -Im X[-j, d-k] there
-    return _gather(half, d) - torch.where(mirrored, -imag, imag)
-
-
 def _single_threaded(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``fn`` with torch's intra-op thread pool set to one thread: on small shared CPUs the threaded
     MKL FFT can be 10-20x slower than a single thread (measured on 2 cores: 23 ms vs 1 ms at
@@ -164,14 +226,16 @@ class _SymmetricLinearMap(torch.autograd.Function):
     """Autograd for a self-adjoint linear map: backward applies the same map to the gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         ctx.fn = fn
         return fn(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         return ctx.fn(grad.contiguous()), None
 
+
+# Which implementation: fixed by the user, or measured (autotune).
 
 def resolve_impl(impl: str, device: torch.device | None = None) -> str:
     """The implementation ``impl`` stands for on ``device`` before any input is seen: a fixed choice,
@@ -190,49 +254,6 @@ def choose_impl(impl: str, x: torch.Tensor, transform: str = "fourier") -> str:
     resolved = resolve_impl(impl, x.device)
     if resolved != "auto":
         return resolved
-    from tokenmix.models.mixing.autotune import fastest
-
     seq_len, d = x.shape[-2:]
     return fastest(transform, x.device, seq_len, d, x.dtype,
                    lambda: {name: functools.partial(fn, x) for name, fn in _candidates(transform, x.device).items()})
-
-
-def fourier_transform(x: torch.Tensor, impl: str = "auto", transform: str = "fourier") -> torch.Tensor:
-    """Re(DFT2(x)) (``transform="fourier"``) or Re - Im of it (``"hartley"``) over the last two axes,
-    computed in float32 (or float64) and returned in ``x.dtype``."""
-    resolve_impl(impl)  # reject unknown names before any work
-    with torch.autocast(x.device.type, enabled=False):
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half -> float32; float64 stays
-        fn = _IMPLS[transform][choose_impl(impl, xf.detach(), transform)]
-        if torch.is_grad_enabled() and xf.requires_grad and not is_tracing():
-            out = _SymmetricLinearMap.apply(xf, fn)
-        else:  # plain ops: what a tracer (compile, ONNX) should see
-            out = fn(xf)
-    return out.to(x.dtype)
-
-
-@register_mixer("fourier")
-class FourierMixing(nn.Module):
-    """Parameter-free FNet mixing sublayer (the official code's ``FourierTransform``)."""
-
-    uses_padding_mask = False
-
-    transform = "fourier"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.impl = config.fourier_impl
-
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return fourier_transform(x, self.impl, self.transform)
-
-    def extra_repr(self) -> str:
-        return f"impl={self.impl}"
-
-
-@register_mixer("hartley")
-class HartleyMixing(FourierMixing):
-    """Hartley mixing, ablated in the Sparse Mixers paper: Re - Im of the same 2D DFT (a real
-    transform that, unlike Re alone, is invertible)."""
-
-    transform = "hartley"

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from tokenmix.models.config import ModelConfig
-from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.mixing.registry import Mixer, register_mixer
 
 
 @register_mixer("identity")
-class IdentityMixing(nn.Module):
-    uses_padding_mask = False
+class IdentityMixing(Mixer):
+    """x [batch, seq, hidden] -> x."""
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+    length_dependent = False  # nothing is mixed, so padding cannot reach a real token
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return x

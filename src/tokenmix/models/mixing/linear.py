@@ -16,20 +16,21 @@ from torch import nn
 
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.initializers import lecun_normal_
-from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.mixing.registry import Mixer, register_mixer
 
 
 def _mix(x: torch.Tensor, seq_kernel: torch.Tensor, hidden_kernel: torch.Tensor) -> torch.Tensor:
+    """x [batch, L, d] -> W_seq[:L, :L] @ x @ W_hid."""
     seq_len = x.shape[-2]
     return seq_kernel[:seq_len, :seq_len] @ (x @ hidden_kernel)
 
 
 @register_mixer("linear")
-class LinearMixing(nn.Module):
-    uses_padding_mask = False
+class LinearMixing(Mixer):
+    """Learned W_seq [max_position_embeddings, max_position_embeddings] and W_hid [hidden, hidden]."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         n, d = config.max_position_embeddings, config.hidden_size
         self.seq_kernel = nn.Parameter(torch.empty(n, n).normal_(0.0, config.initializer_range))
         self.hidden_kernel = nn.Parameter(torch.empty(d, d).normal_(0.0, config.initializer_range))
@@ -39,11 +40,14 @@ class LinearMixing(nn.Module):
 
 
 @register_mixer("random")
-class RandomMixing(nn.Module):
-    uses_padding_mask = False
+class RandomMixing(Mixer):
+    """Fixed random W_seq and W_hid (LeCun-normal), stored as buffers so that a saved model keeps them."""
+
+    seq_kernel: torch.Tensor
+    hidden_kernel: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         n, d = config.max_position_embeddings, config.hidden_size
         self.register_buffer("seq_kernel", lecun_normal_(torch.empty(n, n)))
         self.register_buffer("hidden_kernel", lecun_normal_(torch.empty(d, d)))

@@ -33,7 +33,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from tokenmix.models.config import ModelConfig
-from tokenmix.models.mixing.registry import register_mixer
+from tokenmix.models.mixing.registry import Mixer, register_mixer
 from tokenmix.models.tracing import is_tracing
 
 
@@ -67,7 +67,7 @@ class _CirculantProduct(torch.autograd.Function):
     forward+backward on CPU)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, column: torch.Tensor, transpose: bool) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, column: torch.Tensor, transpose: bool) -> torch.Tensor:
         y, x_spectrum, c_spectrum = _fft_product(x, column, transpose)
         ctx.save_for_backward(x_spectrum, c_spectrum)
         ctx.n, ctx.size, ctx.transpose = column.shape[-1], x.shape[-1], transpose
@@ -75,7 +75,7 @@ class _CirculantProduct(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         x_spectrum, c_spectrum = ctx.saved_tensors
         grad_spectrum = torch.fft.rfft(grad.contiguous(), n=ctx.n)
         grad_x = grad_column = None
@@ -122,13 +122,14 @@ def toeplitz_matmul(x: torch.Tensor, diagonals: torch.Tensor, dim: int = -1, tra
     return circulant_matmul(x, torch.cat([t[n - 1 :], zeros, t[: n - 1]]), dim, transpose)
 
 
-class _StructuredMixing(nn.Module):
-    """``Y = W_seq X W_hid`` with W_seq, W_hid given by the vectors ``seq_kernel``, ``hidden_kernel``."""
+class _StructuredMixing(Mixer):
+    """``Y = W_seq X W_hid`` for x [batch, seq, hidden], with W_seq, W_hid given by the vectors
+    ``seq_kernel``, ``hidden_kernel``."""
 
-    uses_padding_mask = False
+    onnx_exportable = False  # FFTs of learned vectors: ONNX has no complex tensors
 
     def __init__(self, config: ModelConfig, seq_params: int, hidden_params: int) -> None:
-        super().__init__()
+        super().__init__(config)
         self.max_len, self.hidden_size = config.max_position_embeddings, config.hidden_size
         self.seq_kernel = nn.Parameter(torch.empty(seq_params).normal_(0.0, config.initializer_range))
         self.hidden_kernel = nn.Parameter(torch.empty(hidden_params).normal_(0.0, config.initializer_range))

@@ -1,0 +1,145 @@
+"""Settings of the ``tokenmix lra`` commands (``run``, ``eval``, ``table``, ``speed``).
+
+Torch-free on purpose: the command line reads these dataclasses to build its flags (one flag per field,
+its help text from :func:`~tokenmix.options.option`), so ``tokenmix --help`` never imports torch. The
+validation in ``__post_init__`` uses torch-free modules only (the task table, the model registry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenmix.lra.tasks import SPLITS, get_lra_task
+from tokenmix.models.config import parse_overrides
+from tokenmix.models.registry import get_variant
+from tokenmix.options import option
+from tokenmix.train.configs import FitConfig
+
+PERFORMER = "performer"  # the efficient-attention peer of `lra speed` (performer-pytorch), not a registered variant
+
+
+@dataclass
+class DataFlags:
+    """Data options shared by ``lra run`` and ``lra eval``."""
+
+    data_dir: str = option("", "folder in the task's official format; listops/pathfinder without it: generated data")
+    cache_dir: str = option("runs/lra-data", "where generated data and encoded splits are cached")
+    on_overflow: str = option("truncate", "a sequence longer than the task allows: truncate (counted) or error")
+    difficulty: str = option("hard", "pathfinder: easy, intermediate or hard (contour length 6/9/14; LRA: hard)")
+    train_size: int = option(0, "generated tasks: training examples (0 = published size: ListOps 96k, Pathfinder 160k)")
+    eval_size: int = option(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k)")
+    val_size: int = option(2000, "examples held out of train for validation when the data has no validation file")
+    max_len: int = option(0, "keep the first N tokens of every sequence (0 = the task's full length; eval: the "
+                             "model's); shorter trains faster, and the examples cut are counted")
+    workers: int = option(0, "processes generating Pathfinder images (0 = one per CPU core; same images for any number)")
+
+    def check_data_flags(self) -> None:
+        for name in ("train_size", "eval_size", "max_len", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0 = the default), got {getattr(self, name)}")
+
+
+@dataclass
+class LRARunConfig(FitConfig, DataFlags):
+    task: str = option("", "listops, text, retrieval, image, pathfinder32/64/128 (pathfinder = 32, path-x = 128)",
+                       positional=True)
+    model: str = option("fnet", "registered model name (see `tokenmix models`)")
+    preset: str = option("lra", "lra = the task's official LRA base config; or a size preset (tiny, mini, ...)")
+    pooling: str = option("", "cls or mean (default: the task's official pooling)")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. num_layers=2,dropout=0.0")
+    out: str = option("", "run directory (default: runs/lra/TASK-MODEL)")
+    lr: tuple[float, ...] = option((0.0,), "peak AdamW learning rate(s) (0 = the task default); several = a sweep")
+    batch_size: int = option(0, "examples per step (0 = the task's official batch size)")
+    epochs: float = option(0.0, "passes over the training data (0 = the task default)")
+    weight_decay: float = option(-1.0, "AdamW weight decay (-1 = the task's official value)")
+    eval_batch_size: int = option(64, "examples per evaluation batch")
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("missing TASK: one of listops, text, retrieval, image, pathfinder32, pathfinder64, pathfinder128")
+        spec = get_lra_task(self.task)
+        self.task = spec.name
+        defaults = spec.train
+        if self.lr == (0.0,):
+            self.lr = (defaults["learning_rate"],)
+        self.batch_size = self.batch_size or defaults["batch_size"]
+        if self.weight_decay < 0:
+            self.weight_decay = defaults["weight_decay"]
+        if not self.max_steps and not self.epochs:
+            self.max_steps, self.epochs = defaults.get("max_steps", 0), defaults.get("epochs", 0.0)
+        self.pooling = self.pooling or spec.pooling
+        self.out = self.out or f"runs/lra/{spec.name}-{self.model}"
+        get_variant(self.model)
+        super().__post_init__()
+        self.check_data_flags()
+        if self.eval_batch_size < 1:
+            raise ValueError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
+
+
+@dataclass
+class LRAEvalConfig(DataFlags):
+    task: str = option("", "the task of the data (listops, text, retrieval, image, pathfinder32/64/128)",
+                       positional=True)
+    checkpoint: str = option("", "run directory of `tokenmix lra run` (its best/ model) or a model folder")
+    split: str = option("test", "train, val or test")
+    batch_size: int = option(64, "examples per batch")
+    seed: int = option(0, "seed of generated data and of held-out validation rows")
+    device: str = option("auto", "auto, cpu, cuda")
+    json: str | None = option(None, "also write the result to this JSON file")
+
+    def __post_init__(self) -> None:
+        if not self.task or not self.checkpoint:
+            raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
+        self.task = get_lra_task(self.task).name
+        self.check_data_flags()
+        if self.split not in SPLITS:
+            raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)}")
+
+
+@dataclass
+class LRATableConfig:
+    runs: tuple[str, ...] = option(("runs/lra",), "run directories (searched recursively for summary.json)")
+    json: str | None = option(None, "also write the table as JSON")
+    markdown: str | None = option(None, "also write the markdown table to this file")
+
+    def __post_init__(self) -> None:
+        self.runs = tuple(self.runs)
+        if not self.runs:
+            raise ValueError("--runs is empty; name at least one run directory")
+
+
+@dataclass
+class LRASpeedConfig:
+    models: tuple[str, ...] = option(("bert", "linear", "fnet", "performer"),
+                                     "models; `name:field=value` overrides a config field "
+                                     "(e.g. bert:attention_dropout=0.0); performer needs performer-pytorch")
+    seq_lens: tuple[int, ...] = option((512, 1024, 2048, 4096, 8192), "sequence lengths")
+    batch_size: int = option(8, "examples per step")
+    task: str = option("text", "LRA task whose official configuration is measured")
+    warmup: int = option(1, "untimed steps per configuration")
+    repeats: int = option(3, "timed steps (the median is reported)")
+    time_budget: float = option(600.0, "seconds per configuration (model build + all steps); longer = 'over budget'")
+    max_memory_gb: float = option(8.0, "address-space limit per configuration; more = 'OOM'")
+    baseline: str = option("bert", "model of the speed-up ratios")
+    device: str = option("auto", "auto, cpu, cuda")
+    seed: int = option(0, "seed of weights and inputs")
+    out: str = option("runs/lra-speed", "output folder: speed.json, speed.md, speed.png")
+
+    def __post_init__(self) -> None:
+        self.models, self.seq_lens = tuple(self.models), tuple(self.seq_lens)
+        for spec in self.models:
+            parse_model_spec(spec)
+        if not self.models or not self.seq_lens or min(self.seq_lens) < 1:
+            raise ValueError("models and seq_lens must be non-empty and lengths positive")
+        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 or self.time_budget <= 0 or self.max_memory_gb <= 0:
+            raise ValueError("batch_size, repeats, time_budget and max_memory_gb must be positive, warmup >= 0")
+        get_lra_task(self.task)
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"bert:attention_dropout=0.0"`` -> ("bert", {"attention_dropout": 0.0})."""
+    name, *overrides = spec.split(":")
+    if name != PERFORMER:
+        get_variant(name)
+    return name, parse_overrides(overrides)

@@ -1,0 +1,88 @@
+"""Settings of the text commands (``tokenizer train``, ``data prepare``, ``predict``): torch-free
+dataclasses, one command-line flag per field, so the CLI builds its parser without importing the
+tokenizer library or numpy. Validation here covers what needs no file access."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tokenmix.options import option
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
+
+
+def _paths(value: str | os.PathLike | tuple) -> tuple[str, ...]:
+    """One path or several, as a tuple of strings (the Python API accepts a single path too)."""
+    return (str(value),) if isinstance(value, (str, os.PathLike)) else tuple(map(str, value))
+
+
+@dataclass
+class TokenizerTrainConfig:
+    input: tuple[str, ...] = option((), "text files: plain text, .gz, or JSONL (.jsonl / .jsonl.gz, one object per line)")
+    out: str = option("", "output folder (created) for tokenizer.json and tokenizer_config.json")
+    vocab_size: int = option(32000, "vocabulary size, the 5 special tokens included")
+    lowercase: bool = option(False, "lowercase text before tokenizing (saved with the tokenizer)")
+    text_field: str = option("text", "the field that holds the text in JSONL inputs")
+    # SentencePiece's defaults. Most of the time goes to the first EM rounds over the 1M seed pieces; on
+    # 57 MB of Wikipedia (2 cores) seed_size 300k halves it but costs ~5% more tokens per word,
+    # n_sub_iterations 1 costs ~6%, and shrinking_factor 0.5 saves only ~10%, so none is the default.
+    max_piece_length: int = option(16, "longest token, in characters")
+    seed_size: int = option(1_000_000, "candidate pieces the EM starts from; fewer train faster but compress worse")
+    shrinking_factor: float = option(0.75, "fraction of candidate pieces kept at each pruning round")
+    n_sub_iterations: int = option(2, "EM iterations between pruning rounds")
+
+    def __post_init__(self) -> None:
+        self.input = _paths(self.input)
+        if not self.input:
+            raise ValueError("no --input files given; pass the text to train on, e.g. --input corpus.txt,more.jsonl.gz")
+        if not self.out:
+            raise ValueError("missing --out; name the folder to write tokenizer.json into, e.g. --out tokenizer")
+        if self.vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size {self.vocab_size} is too small: the special tokens {' '.join(SPECIAL_TOKENS)} "
+                             f"alone take {len(SPECIAL_TOKENS)} ids; use e.g. --vocab-size 32000")
+        if min(self.max_piece_length, self.seed_size, self.n_sub_iterations) < 1 or not 0 < self.shrinking_factor < 1:
+            raise ValueError("max_piece_length, seed_size and n_sub_iterations must be positive and shrinking_factor in "
+                             f"(0, 1), got {self.max_piece_length}, {self.seed_size}, {self.n_sub_iterations}, {self.shrinking_factor}")
+
+
+@dataclass
+class DataPrepareConfig:
+    input: tuple[str, ...] = option((), "input files: text (documents separated by blank lines, one sentence per line) "
+                                        "or .jsonl with a \"text\" field; .gz accepted")
+    tokenizer: str = option("", "tokenizer folder holding tokenizer.json")
+    out: str = option("", "output folder for the shards and meta.json; rerunning resumes an interrupted preparation")
+    heldout_fraction: float = option(0.01, "fraction of documents held out for evaluation (at least one when there "
+                                           "are two or more documents)")
+    shard_tokens: int = option(8_000_000, "tokens per shard (a shard only exceeds it when one document does)")
+    seed: int = option(0, "seed of the train/held-out assignment of documents")
+    batch_lines: int = option(4096, "lines per tokenizer call (a speed/memory trade-off; the output does not depend on it)")
+
+    def __post_init__(self) -> None:
+        self.input = _paths(self.input)
+        self.tokenizer, self.out = str(self.tokenizer), str(self.out)
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        for name in ("shard_tokens", "batch_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+
+
+@dataclass
+class PredictConfig:
+    texts: tuple[str, ...] = option((), "one text, or two for a pair task", positional=True)
+    model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
+    file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
+    json: str = option("", "write the predictions to this JSON file")
+    batch_size: int = option(64, "examples per batch")
+    device: str = option("auto", "auto, cpu, cuda")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("missing --model: a folder written by `tokenmix finetune`")
+        if bool(self.texts) == bool(self.file):
+            raise ValueError('give either one or two texts (`tokenmix predict --model DIR "a sentence"`) or --file')
+        if len(self.texts) > 2:
+            raise ValueError(f"got {len(self.texts)} texts; a single example has one text or a pair (quote each text)")

@@ -1,0 +1,246 @@
+"""Settings of the training commands (``pretrain``, ``finetune``, ``glue``, ``superglue``, ``distill``,
+``demo``) and of the data they draw pretraining batches from.
+
+Torch-free on purpose: the command line reads these dataclasses to build its flags (one flag per field,
+its help text from :func:`~tokenmix.options.option`), so ``tokenmix --help`` never imports torch. The
+validation in ``__post_init__`` uses torch-free modules only (the model registry, the task adapters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenmix.benchmarks.tasks import get_benchmark_task
+from tokenmix.models.registry import get_variant
+from tokenmix.options import option
+
+
+@dataclass
+class PretrainingDataConfig:
+    """How MLM + NSP examples are built from the prepared shards (:mod:`tokenmix.text.pretraining`)."""
+
+    max_seq_len: int = option(128, "tokens per example, [CLS] and two [SEP] included; every example is padded to it")
+    max_predictions_per_seq: int = option(20, "masked-LM prediction slots per example (unused slots have weight 0; "
+                                              "official: 80 at length 512)")
+    mlm_probability: float = option(0.15, "fraction of the non-special tokens of an example that are predicted")
+    nsp: str = option("swap", "sentence-pair task: swap (official FNet: label 1 = segments swapped) or random (BERT: "
+                              "label 1 = second segment from another document)")
+    seed: int = option(0, "seed of the data (example j of step s depends only on (seed, split, s, j)); pretraining "
+                          "also seeds the weights and dropout with it")
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len < 5:
+            raise ValueError(f"max_seq_len must be at least 5 ([CLS] a [SEP] b [SEP]), got {self.max_seq_len}")
+        if not 1 <= self.max_predictions_per_seq <= self.max_seq_len - 3:
+            raise ValueError(f"max_predictions_per_seq must be in [1, max_seq_len - 3 = {self.max_seq_len - 3}], "
+                             f"got {self.max_predictions_per_seq}")
+        if not 0.0 < self.mlm_probability <= 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1], got {self.mlm_probability}")
+        if self.nsp not in ("swap", "random"):
+            raise ValueError(f"nsp must be 'swap' or 'random', got {self.nsp!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+
+
+@dataclass
+class PretrainConfig(PretrainingDataConfig):
+    """``tokenmix pretrain``: the data fields above, then the model and the run."""
+
+    model: str = option("fnet", "registered model name (see `tokenmix models`)")
+    preset: str = option("mini", "size preset")
+    data: str = option("", "directory written by `tokenmix data prepare`")
+    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json)")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
+    batch_size: int = option(32, "examples per process per micro-step")
+    grad_accum: int = option(1, "micro-steps accumulated per optimizer step")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate (official: 1e-4)")
+    warmup_steps: int = option(10000, "linear warm-up steps (official: 10000), then linear decay to 0 at max_steps")
+    max_steps: int = option(1_000_000, "optimizer steps (official: 1M)")
+    max_time: float | None = option(None, "stop after this many seconds of training (a checkpoint is saved)")
+    weight_decay: float = option(0.01, "AdamW weight decay, on all parameters as officially")
+    clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
+    bf16: bool = option(False, "bfloat16 autocast")
+    compile: bool = option(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
+    eval_every: int = option(1000, "evaluate on the held-out split every N steps")
+    eval_batches: int = option(20, "held-out batches per evaluation")
+    log_every: int = option(10, "append train metrics to metrics.jsonl every N steps")
+    save_every: int = option(1000, "checkpoint every N steps")
+    keep_checkpoints: int = option(3, "keep the newest K checkpoints")
+    resume: bool = option(False, "continue from the newest checkpoint in --out")
+    overwrite: bool = option(False, "delete an existing run in --out and start over")
+    fsdp: bool = option(False, "shard the model with FSDP under torchrun instead of DDP")
+    teacher: str = option("", "distil from this pretrained model (a pretraining run or model folder with the MLM head, "
+                              "same tokenizer): the MLM loss becomes α·KL(teacher ‖ student)·T² + (1−α)·cross-entropy "
+                              "at the masked positions")
+    distill_alpha: float = option(0.5, "with --teacher: weight α of the KL term")
+    distill_temperature: float = option(2.0, "with --teacher: softmax temperature T")
+    device: str = option("auto", "auto, cpu, cuda")
+
+    def __post_init__(self) -> None:
+        get_variant(self.model)
+        if not self.data:
+            raise ValueError("missing --data: the directory written by `tokenmix data prepare`")
+        if not self.out:
+            raise ValueError("missing --out: the run directory")
+        super().__post_init__()
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_grad_norm < 0:
+            raise ValueError("learning_rate must be > 0, warmup_steps and clip_grad_norm >= 0")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other; pick one")
+        if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError(f"--distill-alpha must be in [0, 1] and --distill-temperature > 0, got "
+                             f"{self.distill_alpha} and {self.distill_temperature}")
+
+
+@dataclass
+class FitConfig:
+    """Training settings shared by every supervised command (command configs inherit them)."""
+
+    lr: tuple[float, ...] = option((1e-4,), "peak AdamW learning rate; several values run a sweep, one run each, and keep "
+                                            "the best on the validation metric (paper recipe: 1e-5,5e-5,1e-4)")
+    batch_size: int = option(32, "training examples per step")
+    epochs: float = option(3.0, "passes over the training data (official GLUE recipe: 3)")
+    max_steps: int = option(0, "stop after this many steps (0 = use --epochs)")
+    warmup_ratio: float = option(0.1, "fraction of the steps with linear warm-up, then linear decay to 0 (official: 0.1)")
+    weight_decay: float = option(0.01, "AdamW weight decay (official: 0.01)")
+    clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off)")
+    eval_every: int = option(0, "evaluate every N steps (0 = at the end of every epoch)")
+    max_time: float | None = option(None, "stop training after this many seconds per run (evaluated and checkpointed)")
+    log_every: int = option(20, "append training loss to metrics.jsonl every N steps")
+    seed: int = option(0, "seed of the head's initialisation, the data order and dropout")
+    device: str = option("auto", "auto, cpu, cuda")
+    bf16: bool = option(False, "bfloat16 autocast")
+    resume: bool = option(False, "continue unfinished runs in --out and skip finished ones")
+    overwrite: bool = option(False, "delete existing runs in --out and start over")
+
+    def __post_init__(self) -> None:
+        if not self.lr or any(lr <= 0 for lr in self.lr):
+            raise ValueError(f"--lr needs positive learning rates, got {self.lr}")
+        if self.batch_size < 1 or self.log_every < 1 or self.eval_every < 0 or self.max_steps < 0:
+            raise ValueError("batch_size and log_every must be >= 1, eval_every and max_steps >= 0")
+        if self.max_steps == 0 and self.epochs <= 0:
+            raise ValueError("--epochs must be > 0 (or give --max-steps)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other; pick one")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.max_steps or max(1, math.ceil(self.epochs * steps_per_epoch))
+
+
+@dataclass
+class FinetuneOptions(FitConfig):
+    """Settings shared by ``tokenmix finetune`` (one task) and ``tokenmix glue`` (all tasks)."""
+
+    lr: tuple[float, ...] = option((1e-5, 5e-5, 1e-4), "peak learning rates: one run each, the best on dev kept "
+                                                  "(the paper's sweep; one value = no sweep)")
+    batch_size: int = option(64, "training examples per step (official GLUE recipe: 64)")
+    init: str = option("", "model folder or run directory to start from (pretraining run, converted Hugging Face "
+                           "FNet, ...), or 'scratch' for random initialisation")
+    model: str = option("fnet", "with --init scratch: registered model name (see `tokenmix models`)")
+    preset: str = option("mini", "with --init scratch: size preset")
+    override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0")
+    tokenizer: str = option("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
+    data_dir: str = option("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
+    out: str = option("", "output directory")
+    max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); models that mix "
+                              "with a fixed transform (FNet, Linear...) are always padded to exactly this length")
+    eval_batch_size: int = option(128, "examples per evaluation batch")
+    max_train_examples: int = option(0, "use a random subset of at most N training examples (0 = all)")
+    train_from_dev: float = option(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
+                                        "split and evaluate on the rest (a seeded split, recorded as the protocol)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.init:
+            raise ValueError("missing --init: a model folder / run directory, or 'scratch' with --model and --preset")
+        if not self.data_dir:
+            raise ValueError("missing --data-dir: a folder in the official GLUE layout (e.g. ../shared/data/glue)")
+        if not self.out:
+            raise ValueError("missing --out: the output directory")
+        if self.max_seq_len < 4 or self.eval_batch_size < 1 or self.max_train_examples < 0:
+            raise ValueError("max_seq_len must be >= 4, eval_batch_size >= 1, max_train_examples >= 0")
+        if not 0 <= self.train_from_dev < 1:
+            raise ValueError(f"--train-from-dev must be a fraction in [0, 1), got {self.train_from_dev}")
+
+
+@dataclass
+class FinetuneConfig(FinetuneOptions):
+    task: str = option("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
+                       "multirc, record, rte, wic, wsc (with --benchmark superglue)")
+    benchmark: str = option("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.task:
+            raise ValueError("missing --task (GLUE: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)")
+        get_benchmark_task(self.benchmark, self.task)
+
+
+@dataclass
+class GlueConfig(FinetuneOptions):
+    tasks: tuple[str, ...] = option((), "tasks to run (default: every task with a train split in --data-dir, or with a "
+                                        "dev split when --train-from-dev is set)")
+
+
+@dataclass
+class SuperGlueConfig(GlueConfig):
+    epochs: float = option(5.0, "passes over the training data (Sparse Mixers recipe: 5)")
+
+
+@dataclass
+class DistillConfig(FinetuneOptions):
+    lr: tuple[float, ...] = option((1e-4,), "peak learning rate(s) of the student; several values run a sweep")
+    init: str = option("scratch", "the student's starting point: 'scratch' (with --student/--preset) or a pretrained "
+                                  "model folder / run directory of the student")
+    teacher: str = option("", "fine-tuned teacher model folder (written by `tokenmix finetune`)")
+    student: str = option("fnet", "student variant when --init scratch (see `tokenmix models`)")
+    task: str = option("", "the task the teacher was fine-tuned on")
+    benchmark: str = option("glue", "glue or superglue")
+    alpha: float = option(0.5, "weight of the distillation term (1 = teacher only, 0 = labels only)")
+    temperature: float = option(2.0, "softmax temperature of the KL term")
+
+    def __post_init__(self) -> None:
+        self.model = self.student
+        super().__post_init__()
+        if not self.teacher:
+            raise ValueError("missing --teacher: a folder written by `tokenmix finetune` for the same --task")
+        if not self.task:
+            raise ValueError("missing --task: the task the teacher was fine-tuned on")
+        get_benchmark_task(self.benchmark, self.task)
+        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
+            raise ValueError(f"--alpha must be in [0, 1] and --temperature > 0, got {self.alpha} and {self.temperature}")
+
+
+@dataclass
+class DemoConfig:
+    models: tuple[str, ...] = option(("fnet", "bert"), "registered model names; the last one is the baseline of the speed ratios")
+    preset: str = option("tiny", "size preset of every model")
+    seq_len: int = option(1024, "padded sequence length (expressions are shorter; the rest is padding)")
+    batch_size: int = option(16, "examples per training step")
+    seconds: float = option(45.0, "wall-clock training budget per model, in seconds (the default demo takes ~2 minutes "
+                                  "on a 2-core CPU)")
+    train_size: int = option(8000, "generated training examples (reshuffled each epoch)")
+    eval_size: int = option(400, "held-out examples scored after training (disjoint from the training set)")
+    learning_rate: float = option(5e-4, "peak AdamW learning rate, reached by a linear warm-up over the first tenth of "
+                                        "the budget")
+    max_depth: int = option(1, "ListOps nesting depth (1 = a flat list like [MAX 2 9 0 ])")
+    max_args: int = option(5, "most arguments per ListOps operator (at least 2)")
+    seed: int = option(0, "seed of the data and of each model's initialisation")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    json: str | None = option(None, "also write the results as JSON to this path")
+
+    def __post_init__(self) -> None:
+        self.models = tuple(self.models)
+        if not self.models:
+            raise ValueError("models is empty; name at least one model (see `tokenmix models`)")
+        for name in ("seq_len", "batch_size", "train_size", "eval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seconds <= 0 or self.learning_rate <= 0:
+            raise ValueError(f"seconds and learning_rate must be positive, got {self.seconds} and {self.learning_rate}")
