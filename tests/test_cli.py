@@ -28,7 +28,7 @@ def test_help_lists_exactly_the_commands():
                    for action in sub._actions if isinstance(action, argparse._SubParsersAction)}
     assert subcommands["bench"] == ["moe", "scaling", "speed"]
     assert subcommands["lra"] == ["eval", "run", "speed", "table"]
-    assert subcommands["convert"] == ["from-hf", "to-hf"]
+    assert subcommands["convert"] == ["from-hf", "from-official", "to-hf"]
     assert subcommands["tokenizer"] == ["train"] and subcommands["data"] == ["prepare"]
     assert subcommands["export"] == ["onnx"]
 

@@ -42,7 +42,7 @@ def test_run_demo_small(tmp_path):
         assert set(r) == FIELDS
         assert r["preset"] == "tiny" and r["seq_len"] == 64 and r["batch_size"] == 8
         assert r["params"] > 0 and r["steps"] >= 1 and r["peak_mem_bytes"] >= 0
-        assert 2.0 <= r["train_seconds"] < 30
+        assert r["train_seconds"] >= 2.0  # the budget is used up (no wall-clock upper bound: machines differ)
         assert r["steps_per_s"] == pytest.approx(r["steps"] / r["train_seconds"])
         assert r["tokens_per_s"] == pytest.approx(r["steps_per_s"] * 8 * 64)
         assert 0.0 <= r["accuracy"] <= 1.0 and 0.1 <= r["majority_baseline"] <= 1.0

@@ -87,6 +87,7 @@ def test_distill_refuses_mismatched_pairs(tmp_path, teacher, capsys):
     assert "different tokenizers" in capsys.readouterr().err
 
 
+@pytest.mark.real_data
 def test_distilled_student_ends_closer_to_its_teacher_on_real_sst2(tmp_path, sst2_tokenizer):
     from tokenmix.benchmarks.glue import read_split
     from tokenmix.text.classifier import TextClassifier

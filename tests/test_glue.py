@@ -295,6 +295,7 @@ def test_fit_resumes_exactly_after_a_signal(tmp_path):
         torch.testing.assert_close(resumed.state_dict()[name], tensor)
 
 
+@pytest.mark.real_data
 def test_tiny_finetune_beats_chance_on_real_sst2(tmp_path, sst2_tokenizer):
     from tokenmix.train.configs import FinetuneConfig
     from tokenmix.train.finetune import run_finetune

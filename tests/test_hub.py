@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import tokenmix
+from tokenmix.train.finetune import find_tokenizer
+
 transformers = pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
-import tokenmix  # noqa: E402
 from tokenmix.io import huggingface  # noqa: E402
 from tokenmix.io.hub import is_hub_id, resolve_model_source  # noqa: E402
 from tokenmix.text.tokenizer import Tokenizer  # noqa: E402
@@ -121,3 +123,19 @@ def test_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ValueError, match=r"google/fnet-base is not a local folder.*pip install 'tokenmix\[hub\]'"):
         resolve_model_source("google/fnet-base")
+
+
+def test_load_pretrained_resolves_a_hub_id_once_and_caches_the_conversion(offline_cache, tmp_path, monkeypatch):
+    """`tokenmix.load_pretrained("google/fnet-base")`: the snapshot is converted once into tokenmix's cache,
+    the tokenizer comes along (so `finetune --init google/fnet-base` finds it), and the outputs match."""
+    monkeypatch.setenv("TOKENMIX_CACHE", str(tmp_path / "tm-cache"))
+    hf = tiny_fnet()
+    hub_cache(offline_cache, "google/fnet-base", hf)
+    ids = torch.randint(0, 48, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = tokenmix.load_pretrained("google/fnet-base").eval()(ids).last_hidden_state
+        theirs = hf.fnet(input_ids=ids).last_hidden_state
+    assert (ours - theirs).abs().max() <= 1e-5
+    converted = list((tmp_path / "tm-cache" / "hub").glob("models--google--fnet-base/*/config.json"))
+    assert len(converted) == 1
+    assert find_tokenizer("google/fnet-base").vocab_size > 0

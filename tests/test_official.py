@@ -20,8 +20,8 @@ import torch
 
 import tokenmix
 from tokenmix.io import official
+from tokenmix.io.configs import OFFICIAL_VARIANTS, OfficialConvertConfig
 from tokenmix.io.official import convert_official, read_flax_tree, read_official
-from tokenmix.io.official_config import OFFICIAL_VARIANTS, OfficialConvertConfig
 from tokenmix.text.tokenizer import Tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
@@ -277,5 +277,18 @@ def test_random_matrices_redrawn_as_jax_drew_them():
 
 
 def test_config_module_is_torch_free():
-    code = "import sys, tokenmix.io.official_config; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
+    code = "import sys, tokenmix.io.configs; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_convert_from_official_on_the_command_line(tmp_path, capsys):
+    from tokenmix.cli.main import main
+
+    src = FIXTURES / "f_net" / "base" / "f_net_checkpoint"
+    code = main(["convert", "from-official", str(src), str(tmp_path / "out"), "--vocab", str(FIXTURES / "c4_bpe_sentencepiece.model")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "converted" in out and (tmp_path / "out" / "config.json").is_file()
+    assert tokenmix.load_pretrained(tmp_path / "out").config.variant == "fnet"
+    code = main(["convert", "from-official", str(tmp_path / "missing"), str(tmp_path / "out2")])
+    assert code != 0 and capsys.readouterr().err.count("\n") == 1

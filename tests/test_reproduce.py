@@ -23,6 +23,7 @@ def test_budget_parsing_and_refusals(capsys, tmp_path):
     assert "missing data for the study" in capsys.readouterr().err
 
 
+@pytest.mark.real_data
 @pytest.mark.skipif(not (SHARED / "glue" / "SST-2").is_dir(), reason="needs ../shared/data")
 def test_tiny_study_runs_every_stage_and_resumes(tmp_path, monkeypatch, capsys):
     tiny = {**study.SCALES["tiny"], "min_budget_s": 10, "corpus_mb": 0.3, "vocab_size": 400, "glue_tasks": ["sst2", "rte"],
@@ -63,3 +64,18 @@ def test_report_checks_the_papers_claims_with_our_ratios():
     assert "FNet on the speed-accuracy Pareto front: yes" in claims
     assert "- Sparse Mixer: 102% of BERT's GLUE average, training step 2.00x faster (paper: slightly" in claims
     assert "- Fast Sparse Mixer: 98% of BERT's GLUE average, training step 1.25x slower (paper: within 0.2%" in claims
+
+
+def test_equal_steps_section_says_so_when_no_step_is_shared(tmp_path):
+    """A time budget on a busy machine can stop the slowest model before any evaluation the others made:
+    the report still has its section and says why it is empty (this used to drop the section)."""
+    from tokenmix.reproduce.writeup import _pretraining
+
+    held = {"loss": 1.0, "mlm_loss": 0.9, "nsp_loss": 0.1, "mlm_accuracy": 0.1, "nsp_accuracy": 0.5}
+    for model, steps in (("bert", [4]), ("fnet", [5, 10])):
+        (tmp_path / "pretrain" / model).mkdir(parents=True)
+        lines = (json.dumps({"step": s, "split": "heldout", **held}) for s in steps)
+        (tmp_path / "pretrain" / model / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    runs = {m: {"steps": s, "heldout": held, "steps_per_s": 1.0, "params": 10} for m, s in (("bert", 4), ("fnet", 10))}
+    report = "\n".join(_pretraining(tmp_path, ["bert", "fnet"], runs))
+    assert "## Pretraining: equal steps\n\nNo held-out evaluation at a step every model reached (the slowest stopped at step 4)" in report

@@ -30,7 +30,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         args = typing.get_args(hint)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        help_text = f.metadata.get("help", "") + (f" (default: {shown})" if shown not in ("", ()) else "")
         if f.metadata.get("positional"):  # e.g. `tokenmix predict --model DIR "text a" "text b"`
             is_tuple = typing.get_origin(hint) is tuple
             parser.add_argument(f.name, nargs="*" if is_tuple else None, default=default,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenmix.bench.configs import MoEBenchConfig, ScalingBenchConfig, SpeedBenchConfig
-from tokenmix.io.configs import ConvertConfig, OnnxExportConfig
+from tokenmix.io.configs import ConvertConfig, OfficialConvertConfig, OnnxExportConfig
 from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig, LRASpeedConfig, LRATableConfig
 from tokenmix.options import option
 from tokenmix.reporting.configs import ReportConfig
@@ -46,7 +46,7 @@ class ModelsConfig:
 
 
 GROUPS = {
-    "convert": "convert weights to/from Hugging Face FNet",
+    "convert": "convert weights: official Flax checkpoints, Hugging Face FNet (folders or Hub ids)",
     "tokenizer": "tokenizer training",
     "data": "pretraining data preparation",
     "bench": "speed and memory benchmarks",
@@ -87,6 +87,13 @@ def cmd_convert(direction: str) -> Callable[[ConvertConfig], None]:
         print(f"converted {config.src} -> {out}")
 
     return run
+
+
+def cmd_convert_official(config: OfficialConvertConfig) -> None:
+    from tokenmix.io.official import convert_official
+
+    out = convert_official(config.src, config.dst, config.variant, config.vocab, config.seed)
+    print(f"converted {config.src} -> {out}")
 
 
 def cmd_demo(config: DemoConfig) -> None:
@@ -338,9 +345,13 @@ COMMANDS = (
             ReproduceConfig, cmd_reproduce),
     Command(("models",), "list model variants and presets with parameter counts",
             "List every registered variant with its parameter count at each size preset.", ModelsConfig, cmd_models),
-    Command(("convert", "from-hf"), "Hugging Face FNet folder (save_pretrained) -> tokenmix model folder",
-            "Hugging Face FNet folder (save_pretrained) -> tokenmix model folder", ConvertConfig,
-            cmd_convert("from-hf")),
+    Command(("convert", "from-official"), "official FNet / Sparse Mixers Flax checkpoint -> tokenmix model folder",
+            "Official FNet / Sparse Mixers Flax checkpoint (file, folder or .zip) -> tokenmix model folder with its "
+            "SentencePiece vocabulary (spiece.model); the architecture is read from the weights.",
+            OfficialConvertConfig, cmd_convert_official),
+    Command(("convert", "from-hf"), "Hugging Face FNet folder or Hub id -> tokenmix model folder",
+            "Hugging Face FNet folder (save_pretrained) or Hub id (google/fnet-base; needs the hub extra) -> "
+            "tokenmix model folder", ConvertConfig, cmd_convert("from-hf")),
     Command(("convert", "to-hf"), "tokenmix FNet model folder -> Hugging Face FNet folder",
             "tokenmix FNet model folder -> Hugging Face FNet folder", ConvertConfig, cmd_convert("to-hf")),
 )

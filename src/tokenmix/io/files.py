@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+CACHE_ENV = "TOKENMIX_CACHE"
+
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one,
@@ -51,3 +53,11 @@ def ensure_writable(path: str | Path, directory: bool = False, flag: str = "") -
     except OSError as err:
         raise ValueError(f"{name}: cannot write to {folder} ({err.strerror or err}); choose a writable output path") from None
     return path
+
+
+def cache_dir() -> Path:
+    """tokenmix's cache folder: ``$TOKENMIX_CACHE``, else ``$XDG_CACHE_HOME/tokenmix`` (default
+    ``~/.cache/tokenmix``). It holds measured choices and converted Hub models, never anything that
+    cannot be made again."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenmix"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -21,10 +22,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tokenmix.io.checkpoint import find_model_dir, load_weights, read_safetensors
-from tokenmix.io.files import atomic_write
+from tokenmix.io.checkpoint import CONFIG_NAME, find_model_dir, load_model, load_weights, read_safetensors
+from tokenmix.io.files import atomic_write, cache_dir
+from tokenmix.io.hub import is_hub_id, resolve_model_source
+from tokenmix.models import heads  # noqa: F401  (registers the head classes that build() picks from)
 from tokenmix.models.config import ModelConfig
-from tokenmix.models.factory import build_model, load_pretrained
+from tokenmix.models.encoder import TokenMixPreTrainedModel
 
 __all__ = ["from_huggingface", "to_huggingface"]
 
@@ -164,8 +167,9 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
 
 
 def from_huggingface(src: str | Path, dst: str | Path) -> Path:
-    """Convert a Hugging Face FNet ``save_pretrained`` folder into a tokenmix model directory."""
-    src, dst = Path(src), Path(dst)
+    """Convert a Hugging Face FNet ``save_pretrained`` folder (or a Hub id such as ``google/fnet-base``,
+    see :mod:`tokenmix.io.hub`) into a tokenmix model directory."""
+    src, dst = resolve_model_source(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"no such Hugging Face model directory: {src}")
     if not (src / "config.json").is_file():
@@ -179,7 +183,7 @@ def from_huggingface(src: str | Path, dst: str | Path) -> Path:
     if decoder is not None and not torch.equal(decoder, state.get(prefix + "embeddings.word_embeddings.weight", decoder)):
         raise ValueError(f"{src} has an MLM decoder that is not tied to the word embedding; tokenmix always ties them")
     state = {name: t for name, t in state.items() if not _IGNORED_HF.match(name)}
-    model = build_model(config)
+    model = TokenMixPreTrainedModel.build(config)
     load_weights(model, _rename(state, _pairs(config.head), hf_names=False)[0], str(src))
     model.save_pretrained(dst)
     _copy_tokenizer(src, dst)
@@ -225,7 +229,7 @@ def _hf_config(config: ModelConfig) -> dict[str, Any]:
 def to_huggingface(src: str | Path, dst: str | Path) -> Path:
     """Write a tokenmix FNet model as a Hugging Face FNet folder (config.json + model.safetensors)."""
     src, dst = find_model_dir(src), Path(dst)
-    model = load_pretrained(src)
+    model = load_model(src, TokenMixPreTrainedModel.build)
     _check_representable(model.config, src)
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     state, unmatched = _rename(state, _pairs(model.config.head), hf_names=True)
@@ -237,3 +241,30 @@ def to_huggingface(src: str | Path, dst: str | Path) -> Path:
     atomic_write(dst / "config.json", lambda tmp: Path(tmp).write_text(text))
     _copy_tokenizer(src, dst)
     return dst
+
+
+def is_huggingface_folder(folder: Path) -> bool:
+    """A ``save_pretrained`` folder of transformers (its config.json names a ``model_type``)."""
+    try:
+        return "model_type" in _read_json(folder / CONFIG_NAME)
+    except (OSError, ValueError):
+        return False
+
+
+def local_model_dir(source: str | Path) -> Path:
+    """The tokenmix model folder that ``source`` names: a local path as it is; a Hub id's snapshot, which
+    (being a Hugging Face FNet) is converted once into ``<cache>/hub/<repo>/<commit>`` and read from there
+    afterwards. The conversion goes to a temporary folder that is renamed, so a killed one is redone."""
+    if Path(source).exists() or not is_hub_id(source):
+        return Path(source)
+    snapshot = resolve_model_source(source)
+    if not is_huggingface_folder(snapshot):
+        return snapshot  # a tokenmix folder published on the Hub
+    target = cache_dir() / "hub" / snapshot.parent.parent.name / snapshot.name
+    if not (target / CONFIG_NAME).is_file():
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        from_huggingface(snapshot, tmp)
+        os.replace(tmp, target)
+    return target

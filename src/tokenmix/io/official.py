@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from tokenmix.io.checkpoint import load_weights
+from tokenmix.io.configs import OFFICIAL_VARIANTS
 from tokenmix.io.files import atomic_write
-from tokenmix.io.official_config import OFFICIAL_VARIANTS
 from tokenmix.models.config import LAYOUTS, ModelConfig, layer_indices
 from tokenmix.models.factory import build_model
 from tokenmix.text.tokenizer import Tokenizer

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenmix.io.checkpoint import load_model
+from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models import heads  # noqa: F401  (registers the head classes)
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import TokenMixPreTrainedModel
@@ -31,10 +32,11 @@ def create_model(name: str, preset: str = "mini", **overrides: Any) -> TokenMixP
 
 
 def load_pretrained(path: str | Path, variant: str | None = None, **overrides: Any) -> TokenMixPreTrainedModel:
-    """Load a model saved by ``save_pretrained`` (or a run directory of the training pipelines).
+    """Load a model saved by ``save_pretrained``, a run directory of the training pipelines, or a Hugging
+    Face Hub id of an FNet model (``"google/fnet-base"``: downloaded and converted once, then cached).
 
     ``variant`` checks the saved variant (e.g. refuse a BERT checkpoint where FNet was expected).
     ``overrides`` change config fields; ``head=`` swaps the task head: the encoder is loaded and a new
     head is initialised (e.g. a pretraining checkpoint into ``head="classification"``).
     """
-    return load_model(path, build_model, variant, **overrides)
+    return load_model(local_model_dir(path), build_model, variant, **overrides)

@@ -62,6 +62,10 @@ def _pretraining(out: Path, models: list[str], runs: dict[str, Any]) -> list[str
                  _ratio(at[m]["mlm_accuracy"], at.get("bert", {}).get("mlm_accuracy"))] for m in models]
         lines += [f"## Pretraining: equal steps (held-out metrics at step {step}, the last step every model reached)", "",
                   render_table(["model", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT"], rows, markdown=True), ""]
+    else:  # the budget is time: on a slow or busy machine the slowest model may stop before a shared evaluation
+        fewest = min(runs[m]["steps"] for m in models)
+        lines += ["## Pretraining: equal steps", "", f"No held-out evaluation at a step every model reached (the slowest "
+                  f"stopped at step {fewest}); give the study a larger budget.", ""]
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Pretraining data: :mod:`.prepare` tokenizes a text corpus once into memory-mappable shards, and
-:mod:`.pretraining` builds MLM + NSP batches from them as a pure function of (seed, step, example),
-so resumed and multi-process runs see exactly the same data without any loader state to save.
+"""Text: the tokenizer (:mod:`.tokenizer`), pretraining data (:mod:`.prepare` writes memory-mappable
+shards once; :mod:`.pretraining` builds MLM + NSP batches from them as a pure function of (seed, step,
+example)), classification inputs (:mod:`.pairs`) and the fine-tuned classifier (:mod:`.classifier`).
 """

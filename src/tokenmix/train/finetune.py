@@ -24,6 +24,7 @@ from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.devices import resolve_device
 from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import write_json
+from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
 from tokenmix.models.mixing.registry import is_length_dependent
@@ -42,8 +43,9 @@ def find_tokenizer(init: str, explicit: str = "") -> Any:
     if explicit:
         return Tokenizer.load(explicit)
     if init != "scratch":
-        model_dir = find_model_dir(init)
-        for folder in dict.fromkeys((model_dir, Path(init), model_dir.parent, model_dir.parent.parent)):
+        source = local_model_dir(init)  # a Hub id's converted snapshot holds its tokenizer
+        model_dir = find_model_dir(source)
+        for folder in dict.fromkeys((model_dir, source, model_dir.parent, model_dir.parent.parent)):
             if (folder / "tokenizer.json").is_file() or any(folder.glob("*.model")):
                 return Tokenizer.load(folder)
             record = folder / "train_config.json"

@@ -13,7 +13,6 @@ transforms are self-adjoint, so the backward pass is the same computation.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -23,9 +22,8 @@ from typing import Any
 import torch
 
 from tokenmix.devices import device_name, synchronize
-from tokenmix.io.files import write_json
+from tokenmix.io.files import CACHE_ENV, cache_dir, write_json
 
-CACHE_ENV = "TOKENMIX_CACHE"
 REPEATS = 3
 
 _choices: dict[tuple, str] = {}
@@ -33,8 +31,7 @@ timer: Callable[[], float] = time.perf_counter  # tests substitute a fake clock
 
 
 def cache_file() -> Path:
-    root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenmix"
-    return Path(root) / "autotune.json"
+    return cache_dir() / "autotune.json"
 
 
 def fastest(kind: str, device: torch.device, seq_len: int, d: int, dtype: torch.dtype,
