@@ -1,11 +1,17 @@
 """``option()``: a config dataclass field with its ``--help`` text. Every command's settings are such a
 dataclass, and the command line makes one flag per field (:mod:`tokenmix.cli`), so the CLI and the
 Python API cannot drift apart. Torch-free, like every config module.
+
+:data:`RANGES` is the one table of the values every numeric setting accepts, keyed by field name (a name
+means the same thing in every command): the command line checks each number against it as it parses,
+so that ``--batch-size 0`` or ``--max-time -5`` is refused before any work starts. A command's config
+may check more (e.g. ``max_seq_len`` against the model) in ``__post_init__``.
 """
 
 from __future__ import annotations
 
-from dataclasses import field
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -13,3 +19,47 @@ def option(default: Any, help_text: str, **metadata: Any) -> Any:
     """A config dataclass field with its ``--help`` text (the CLI builds one flag per field);
     ``positional=True`` makes it a positional argument."""
     return field(default=default, metadata={"help": help_text, **metadata})
+
+
+@dataclass(frozen=True)
+class Range:
+    """Accepted values of a number: ``low``/``high`` bounds (None = unbounded), open or closed;
+    never NaN or infinite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is out of range, or None."""
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        return f"must be {self}, got {value:g}" if below or above else None
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, low_open=True), Range(0), Range(1)
+FRACTION = Range(0, 1)
+RANGES: dict[str, Range] = {
+    **dict.fromkeys(("batch_size", "eval_batch_size", "grad_accum", "eval_batches", "log_every", "save_every",
+                     "repeats", "rounds", "batch_lines", "shard_tokens", "vocab_size", "max_piece_length",
+                     "n_sub_iterations", "seed_size", "seq_len", "seq_lens", "batch_sizes", "check_batch_sizes",
+                     "max_seq_len", "max_predictions_per_seq", "max_depth", "opset"), AT_LEAST_ONE),
+    **dict.fromkeys(("eval_every", "max_steps", "warmup_steps", "max_train_examples", "keep_checkpoints", "seed",
+                     "threads", "warmup", "workers", "train_size", "eval_size", "val_size", "max_len", "epochs",
+                     "clip_grad_norm", "weight_decay", "memory_limit_gb", "time_budget_s"), NON_NEGATIVE),
+    **dict.fromkeys(("learning_rate", "lr", "max_time", "seconds", "temperature", "distill_temperature", "atol",
+                     "time_budget", "max_memory_gb"), POSITIVE),
+    **dict.fromkeys(("alpha", "distill_alpha"), FRACTION),
+    "max_args": Range(2),
+    "mlm_probability": Range(0, 1, low_open=True),
+    **dict.fromkeys(("warmup_ratio", "train_from_dev", "heldout_fraction"), Range(0, 1, high_open=True)),
+    "shrinking_factor": Range(0, 1, low_open=True, high_open=True),
+}

@@ -1,5 +1,6 @@
 """Flags from config dataclasses: every field of a command's config is one ``--field-name`` flag with
-the field's type, default and help text, so the CLI and the Python API cannot drift apart."""
+the field's type, default and help text, so the CLI and the Python API cannot drift apart. Numbers are
+checked against :data:`tokenmix.options.RANGES` as they are parsed."""
 
 from __future__ import annotations
 
@@ -10,15 +11,41 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from tokenmix.options import RANGES
 
-def _comma_list(item_type: type) -> Callable[[str], tuple]:
+
+def _number(kind: type, name: str) -> Callable[[str], Any]:
+    """``kind`` (int or float) that also refuses values outside the field's range in :data:`RANGES`."""
+    accepted = RANGES.get(name)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        problem = accepted.problem(value) if accepted is not None else None
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _comma_list(item_type: Callable[[str], Any], type_name: str) -> Callable[[str], tuple]:
     def parse(text: str) -> tuple:
         try:
             return tuple(item_type(part.strip()) for part in text.split(",") if part.strip())
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{err} (in {text!r})") from None
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__} values, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected comma-separated {type_name} values, got {text!r}") from None
 
     return parse
+
+
+def _parser_of(kind: type, name: str) -> Callable[[str], Any]:
+    return _number(kind, name) if kind in (int, float) else kind
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -34,17 +61,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if f.metadata.get("positional"):  # e.g. `tokenmix predict --model DIR "text a" "text b"`
             is_tuple = typing.get_origin(hint) is tuple
             parser.add_argument(f.name, nargs="*" if is_tuple else None, default=default,
-                                type=args[0] if is_tuple else hint, metavar=f.name.upper(), help=help_text)
+                                type=_parser_of(args[0] if is_tuple else hint, f.name), metavar=f.name.upper(),
+                                help=help_text)
             continue
         if hint is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         if typing.get_origin(hint) is tuple:
-            kind, metavar = _comma_list(args[0]), "A,B,..."
+            kind, metavar = _comma_list(_parser_of(args[0], f.name), args[0].__name__), "A,B,..."
         elif typing.get_origin(hint) in (typing.Union, types.UnionType):
-            kind, metavar = next(a for a in args if a is not type(None)), None
+            kind, metavar = _parser_of(next(a for a in args if a is not type(None)), f.name), None
         else:
-            kind, metavar = hint, None
+            kind, metavar = _parser_of(hint, f.name), None
         parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=metavar, help=help_text)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +62,91 @@ def cache_dir() -> Path:
     cannot be made again."""
     root = os.environ.get(CACHE_ENV)
     return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenmix"
+
+
+def claim_output(path: str | Path, overwrite: bool, flag: str = "--out", directory: bool = True) -> Path:
+    """Refuse an existing output (a file, or a folder with anything in it) unless ``overwrite``, and
+    check that it can be written: called before any long work, so that nothing made earlier is
+    replaced by accident and no run is lost at its end."""
+    path = Path(path)
+    kind = "folder" if directory else "file"
+    if directory and path.is_file():
+        raise ValueError(f"{flag} {path} is a file; give a folder")
+    if not directory and path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give the name of a file to write")
+    taken = path.is_file() or (path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()))
+    if taken and not overwrite:
+        raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another {kind}")
+    return ensure_writable(path, directory=directory, flag=flag)
+
+
+LOCK_NAME = ".tokenmix.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class FolderLock:
+    """An exclusive lock on an output folder: the file ``.tokenmix.lock`` holding the owner's pid,
+    created with ``O_EXCL``. A second process is refused with one line naming the holder; the lock of
+    a process that died (kill -9, power loss) is taken over with a note. Re-entrant within a process
+    (a sweep locks its folder and each run inside it). Disabled (``enabled=False``) on the non-main
+    ranks of a distributed run, whose main rank holds it."""
+
+    _held: dict[Path, int] = {}  # folder -> nesting depth, for this process
+
+    def __init__(self, folder: str | Path, enabled: bool = True) -> None:
+        self.folder, self.enabled = Path(folder).absolute(), enabled
+        self.path = self.folder / LOCK_NAME
+
+    def acquire(self) -> FolderLock:
+        if not self.enabled:
+            return self
+        if self.folder in self._held:
+            self._held[self.folder] += 1
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self._held[self.folder] = 1
+            return self
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:  # released meanwhile: try again
+            return
+        pid = int(text) if text.isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            raise ValueError(f"{self.folder} is in use by process {pid} (lock file {self.path}); wait for it to end "
+                             f"or choose another output folder")
+        print(f"tokenmix: note: taking over the stale lock {self.path} of process {pid or text!r}, which is no "
+              f"longer running", file=sys.stderr)
+        self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if not self.enabled or self.folder not in self._held:
+            return
+        self._held[self.folder] -= 1
+        if self._held[self.folder] == 0:
+            del self._held[self.folder]
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,6 +1,10 @@
 """Training checkpoints: model folder (loadable by ``tokenmix.load_pretrained``) + optimizer, step and
 RNG states, written to a hidden temporary directory and renamed into place, keeping the last k.
 
+Every checkpoint carries ``manifest.json`` (size and sha256 of each file, written last): a resume takes
+the newest checkpoint that still matches it and says which newer ones it skipped and why (a disk that
+filled up, a copy cut short), and removes the temporaries of saves that never finished.
+
 State dicts go through ``torch.distributed.checkpoint.state_dict``, which gives the same full,
 unwrapped dicts for a plain model, DDP and FSDP; the training state is read back with
 ``torch.load(weights_only=True)``.
@@ -8,9 +12,13 @@ unwrapped dicts for a plain model, DDP and FSDP; the training state is read back
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,14 @@ from tokenmix.models.config import ModelConfig
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "training_state.pt"
+MANIFEST = "manifest.json"
+# Settings a resumed run may change: they decide where and how often things are written or how long it
+# runs now, never what the weights of a step are.
+RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out", "device", "max_time", "keep_checkpoints", "save_every",
+                               "log_every", "eval_every", "eval_batches", "eval_batch_size", "compile"})
+# The way out of a diverged run (resume from the last good checkpoint with a lower learning rate or
+# clipping): accepted on resume, with a note that the run now differs from an uninterrupted one.
+RECOVERY_CHANGES = frozenset({"learning_rate", "clip_grad_norm"})
 _OPTIONS = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
@@ -58,14 +74,76 @@ def save_checkpoint(run_dir: Path, config: ModelConfig, model_state: dict, optim
     final = run_dir / CHECKPOINTS / f"step_{step:08d}"
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(config, model_state, tmp)
-    torch.save({"step": step, "optimizer": optimizer_state, "rng": rng_states(), **extra}, tmp / STATE_NAME)
+    try:
+        save_weights(config, model_state, tmp)
+        torch.save({"step": step, "optimizer": optimizer_state, "rng": rng_states(), **extra}, tmp / STATE_NAME)
+        write_json(tmp / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                                    for p in sorted(tmp.iterdir()) if p.is_file()})
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError("... file write failed")
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[-1]
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"cannot write the checkpoint of step {step} ({reason}); is the disk full? The previous "
+                      f"checkpoints are intact: free space, then continue with --resume", str(final)) from err
     if final.exists():  # the same step saved again after a resume: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint ``path`` cannot be trusted (a missing, resized or altered file), or None. One
+    without a manifest was saved by an older tokenmix (a save now renames it into place only after the
+    manifest is written) and is taken as it is."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"{MANIFEST} is damaged"
+    for name, entry in manifest.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != entry["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, {entry['bytes']} were written"
+        if _sha256(file) != entry["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def newest_sound_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint that verifies against its manifest; each newer one skipped is named, with
+    the reason, on stderr."""
+    skipped: list[str] = []
+    for path in reversed(checkpoint_dirs(run_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            for note in skipped:
+                print(f"tokenmix: note: skipped checkpoint {note}; resuming from {path.name}", file=sys.stderr)
+            return path
+        skipped.append(f"{path} ({problem})")
+    raise FileNotFoundError(f"--resume: no intact checkpoint in {run_dir / CHECKPOINTS} "
+                            f"({'; '.join(skipped) or 'none saved'}); start again with --overwrite")
+
+
+def remove_orphans(run_dir: Path) -> list[Path]:
+    """Delete the temporary folders of checkpoint saves that never finished (their process died);
+    the caller holds the run's lock, so no save is in progress."""
+    orphans = sorted((run_dir / CHECKPOINTS).glob(".step_*.tmp-*"))
+    for orphan in orphans:
+        shutil.rmtree(orphan, ignore_errors=True)
+    return orphans
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, expected: ModelConfig) -> dict[str, Any]:
@@ -76,7 +154,11 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                 if getattr(expected, k) != v]
         raise ValueError(f"cannot resume from {path}: the model config differs ({'; '.join(diff)}); "
                          f"use the same --model/--preset/--override settings or a new --out directory")
-    state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError) as err:  # a checkpoint from before manifests, damaged since
+        raise ValueError(f"{path / STATE_NAME} is unreadable ({str(err).strip().splitlines()[0]}); delete {path} to "
+                         f"resume from the checkpoint before it") from None
     weights: dict[str, Any] = read_safetensors(path / "model.safetensors")
     set_state_dict(model, optimizer, model_state_dict=weights,
 
@@ -104,13 +186,56 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+def refuse_changed_settings(run_dir: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume with settings that differ from the run's ``train_config.json`` where that would
+    make the resumed run differ from an uninterrupted one; the error lists them as ``name: before -> now``."""
+    path = run_dir / "train_config.json"
+    try:
+        before = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is damaged ({err}); start again with --overwrite") from None
+    now = json.loads(json.dumps(record))  # tuples as lists, as they were written
+    changed = [f"{name}: {before[name]!r} -> {value!r}" for name, value in now.items()
+               if name in before and name not in RESUMABLE_CHANGES and before[name] != value]  # new fields: not recorded
+    recovery = [change for change in changed if change.split(":")[0] in RECOVERY_CHANGES]
+    if recovery:
+        print(f"tokenmix: note: resuming with {'; '.join(recovery)}: from here on the run differs from an "
+              f"uninterrupted one", file=sys.stderr)
+        changed = [change for change in changed if change not in recovery]
+    if changed:
+        raise ValueError(f"--resume with other settings than the run in {run_dir} ({'; '.join(changed)}) would not "
+                         f"continue it exactly; use its settings, or a new --out")
+
+
+def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: str = "summary.json") -> dict[str, Any] | None:
+    """With ``--resume`` (and the run's settings), the summary of a run that already finished: it is
+    left untouched (not run, not rewritten), and a note says so."""
+    path = run_dir / name
+    if not resume or not path.is_file():
+        return None
+    refuse_changed_settings(run_dir, record)
+    print(f"tokenmix: note: the run in {run_dir} has finished; nothing to resume (its {name} is kept as it is)",
+          file=sys.stderr)
+    summary: dict[str, Any] = json.loads(path.read_text())
+    return summary
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[str, Any], is_main: bool = True) -> Path:
-    """Check ``run_dir`` against --resume/--overwrite (never silently reuse or wipe a run), then
-    record the run's settings in ``train_config.json``."""
+    """Check ``run_dir`` against --resume/--overwrite (never silently reuse or wipe a run; a resumed
+    run keeps every setting that decides its weights), then record the run's settings in
+    ``train_config.json``. The caller holds the folder's :class:`~tokenmix.io.files.FolderLock`."""
     finished = (run_dir / "summary.json").exists()
-    started = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
-    if resume and not started:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; start without --resume")
+    saved = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
+    started = saved or (run_dir / "metrics.jsonl").exists()  # a run that died before its first checkpoint too
+    if resume and not saved:
+        fix = "it died before its first checkpoint: start again with --overwrite" if started else "start without --resume"
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; {fix}")
+    if resume:
+        refuse_changed_settings(run_dir, record)
+    if is_main and run_dir.exists():
+        remove_orphans(run_dir)
     if not resume and (finished or started):
         if not overwrite:
             state = "finished" if finished else "started"
