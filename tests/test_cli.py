@@ -102,7 +102,7 @@ def test_usage_errors_are_one_line(capsys, argv, needle):
 
 
 @pytest.mark.parametrize("command,flags", [
-    (["pretrain"], ["--model", "--data", "--out", "--resume", "--max-time", "--grad-accum", "--bf16", "--fsdp"]),
+    (["pretrain"], ["--model", "--data", "--out", "--resume", "--max-time", "--grad-accum", "--precision", "--fsdp"]),
     (["data", "prepare"], ["--input", "--tokenizer", "--out", "--heldout-fraction"]),
     (["tokenizer", "train"], ["--input", "--vocab-size", "--out"]),
     (["bench", "moe"], ["--model", "--preset", "--router"]),

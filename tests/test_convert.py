@@ -175,8 +175,8 @@ def test_errors(tmp_path):
         torch.manual_seed(0)
         tokenmix.create_model(variant, "tiny", vocab_size=99).save_pretrained(tmp_path / variant)
         with pytest.raises(ValueError, match=reason):
-            to_huggingface(tmp_path / variant, tmp_path / f"{variant}_hf")
-        assert not (tmp_path / f"{variant}_hf" / "model.safetensors").exists()
+            to_huggingface(tmp_path / variant, tmp_path / f"{variant}_to_hf")
+        assert not (tmp_path / f"{variant}_to_hf" / "model.safetensors").exists()
 
     make_hf("FNetModel", tmp_path / "corrupt")
     (tmp_path / "corrupt" / "model.safetensors").write_bytes(b"\x00garbage, not safetensors" * 10)

@@ -13,7 +13,7 @@ import torch
 
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.prepare import KINDS, prepare_data
-from tokenmix.text.pretraining import PretrainingDataset, eval_batches
+from tokenmix.text.pretraining import HELDOUT_BATCH, PretrainingDataset, eval_batches
 from tokenmix.train.configs import PretrainingDataConfig
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -323,10 +323,15 @@ def test_batches_are_pure_functions_of_seed_step_and_index(corpus_dir):
     assert all(torch.equal(full[k], torch.cat([h[k] for h in halves])) for k in full)
     held = PretrainingDataset(corpus_dir, "heldout")
     assert not torch.equal(held.batch(3, 8, CFG)["input_ids"], a["input_ids"])
-    first, again = list(eval_batches(held, 3, 4, CFG)), list(eval_batches(held, 3, 4, CFG))
-    assert len(first) == 3
-    for s, (x, y) in enumerate(zip(first, again)):
-        assert all(torch.equal(x[k], y[k]) and torch.equal(x[k], held.batch(s, 4, CFG)[k]) for k in x)
+    first = [b for b, counted in eval_batches(held, 3, 8, CFG) if counted]
+    assert len(first) == 3 * HELDOUT_BATCH // 8
+    whole = torch.cat([held.batch(s, HELDOUT_BATCH, CFG)["input_ids"] for s in range(3)])
+    assert torch.equal(torch.cat([b["input_ids"] for b in first]), whole)
+    # the same examples in other batch sizes and over 3 ranks (each rank as many chunks; extras not counted)
+    ranks = [list(eval_batches(held, 3, 5, CFG, rank, 3)) for rank in range(3)]
+    assert len({len(r) for r in ranks}) == 1
+    rows = sorted(tuple(row) for r in ranks for b, c in r if c for row in b["input_ids"].tolist())
+    assert rows == sorted(tuple(row) for row in whole.tolist())
     with pytest.raises(ValueError, match="offset"):
         data.batch(0, 2, CFG, offset=-1)
 

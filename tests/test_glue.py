@@ -195,7 +195,8 @@ def test_finetune_cli_sweep_predictions_and_predict(tmp_path, tokenizer_dir, cap
             "--batch-size", "2", "--max-seq-len", "16", "--device", "cpu"]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["sweep"]) == {"0.001", "0.0001"} and metrics["fixed_length"] == 16
+    assert set(metrics["sweep"]) == {"0.001", "0.0001"} and metrics["fixed_length"] is None  # issue 18: buckets
+    assert metrics["length_buckets"] == list(range(1, 17))
     assert metrics["truncated"]["train"] >= 1  # the fixture's pairs exceed 16 tokens
     assert metrics["score"] == metrics["splits"]["dev"]["f1"]
     best_run = out / f"lr_{metrics['best_lr']:g}"
@@ -325,5 +326,5 @@ def test_finetune_from_a_converted_hugging_face_fnet(tmp_path, tokenizer_dir):
                  "--out", str(out), "--lr", "1e-3", "--epochs", "1", "--batch-size", "2", "--max-seq-len", "32",
                  "--device", "cpu"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "fnet" and metrics["fixed_length"] == 32
+    assert metrics["model"] == "fnet" and metrics["length_buckets"] == list(range(1, 33))  # issue 18: buckets
     _agree(out, "rte", "dev")

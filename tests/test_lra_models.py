@@ -14,7 +14,7 @@ import torch
 
 import tokenmix
 from tokenmix.cli.main import main
-from tokenmix.lra import speed
+from tokenmix.lra import speed, table
 from tokenmix.lra.configs import LRASpeedConfig
 from tokenmix.lra.models import LEGACY_HEAD_FILE, load_lra_model
 from tokenmix.lra.tasks import TASKS, get_lra_task, lra_model_config, model_overrides
@@ -162,6 +162,37 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     assert f"{100 * summary['test_accuracy']:.2f}" in table.splitlines()[2]
 
 
+def lra_record(task: str, model: str, accuracy: float, steps: int, **extra) -> dict:
+    train = {"generator": 2} if task.startswith("pathfinder") else {}
+    return {"kind": "lra", "task": task, "model": model, "test_accuracy": accuracy, "val_accuracy": accuracy,
+            "steps": steps, "sizes": {"train": 160_000}, "data": {"train": train}, "path": "runs/x",
+            "config": {"max_len": 0, "batch_size": TASKS[task].train["batch_size"], "data_dir": ""}, **extra}
+
+
+def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
+    assert table.official_steps("text", 25_000) == 20_000  # max_steps
+    assert table.official_steps("pathfinder32", 1_000) == 62_500  # 200 epochs of 160k images at batch 512
+    assert table.official_steps("image", 45_000) == 35_157  # 200 epochs of the run's own 45k images at 256
+    full = lra_record("text", "fnet", 0.6, 20_000)
+    short = lra_record("pathfinder32", "fnet", 0.5, 900, stop_reason="time", at_chance=True)
+    old = lra_record("pathfinder32", "linear", 0.7, 62_500, data={"train": {}})
+    cut = lra_record("text", "linear", 0.55, 20_000, config={"max_len": 1000, "batch_size": 8}, preset="tiny",
+                     data={"test": {"sampled_from": 25_000}}, sizes={"train": 23_000, "test": 5_000})
+    assert table.shortfalls(full) == []
+    assert table.shortfalls(short) == ["900 of 62,500 steps (time limit)"]
+    assert table.shortfalls(old) == ["images of an older generator, not the original's distribution"]
+    assert table.shortfalls(cut) == ["preset tiny, not LRA's model configuration", "first 1000 of 4095 tokens",
+                                     "test on 5,000 of 25,000 examples", "batch 8 (official 32)"]
+    text = table.format_table(table.collect([full, short, old, cut]))
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in text.splitlines() if line.startswith("| ")}
+    assert rows["fnet"][:6] == ["-", "60.00", "n/a", "-", "50.00 (chance)*", "-"]  # ListOps, Text ... Path-X
+    assert rows["fnet"][6] == "55.00 (2 of 5 tasks) |"
+    assert rows["linear"][1] == "55.00*" and rows["linear"][4] == "70.00*"
+    assert rows["FNet (paper)"] == ["35.33", "65.11", "59.61", "38.67", "77.80", "FAIL", "55.30 |"]
+    assert "- fnet Pathfinder: 900 of 62,500 steps (time limit)" in text
+    assert "- Retrieval: AAN pairs not available here (reader tested on a fixture)" in text
+
+
 def test_speed_measure_and_failure_records(tmp_path):
     config = LRASpeedConfig(models=("fnet", "bert:attention_dropout=0.0"), seq_lens=(32,), warmup=0, repeats=1,
                             out=str(tmp_path), device="cpu")
@@ -265,7 +296,15 @@ def test_split_head_keeps_the_first_positions_and_counts_cut_examples():
 
 @pytest.mark.parametrize("args", [["run", "listops"], ["eval", "listops", "--checkpoint", "some-run"]])
 def test_negative_data_flags_are_one_line_errors(args, capsys):
-    assert main(["lra", *args, "--max-len", "-1"]) == 1
-    assert "--max-len must be >= 0" in capsys.readouterr().err
-    assert main(["lra", *args, "--workers", "-2"]) == 1
-    assert "--workers must be >= 0" in capsys.readouterr().err
+    def exit_code(argv: list[str]) -> int | str | None:  # the parser exits (2), a config check returns 1
+        try:
+            return main(argv)
+        except SystemExit as stop:
+            return stop.code
+
+    assert exit_code(["lra", *args, "--max-len", "-1"]) not in (0, None)
+    err = capsys.readouterr().err
+    assert "--max-len" in err and "must be >= 0" in err and len(err.strip().splitlines()) == 1
+    assert exit_code(["lra", *args, "--workers", "-2"]) not in (0, None)
+    err = capsys.readouterr().err
+    assert "--workers" in err and "must be >= 0" in err

@@ -18,9 +18,10 @@ from safetensors.torch import load_file
 import tokenmix
 from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
 from tokenmix.text.prepare import prepare_data
+from tokenmix.text.pretraining import PretrainingDataset
 from tokenmix.text.tokenizer import train_tokenizer
 from tokenmix.train.configs import PretrainConfig
-from tokenmix.train.pretrain import run_pretraining
+from tokenmix.train.pretrain import learning_rate_schedule, run_pretraining
 
 WORDS = ["the", "a", "river", "mountain", "city", "old", "new", "quick", "slow", "red", "green", "blue", "bird", "fish", "tree", "stone", "light", "dark", "sings", "runs"]
 
@@ -47,12 +48,13 @@ def corpus(tmp_path_factory) -> Path:
 def tiny_args(corpus: Path, out: Path, *extra: str) -> list[str]:
     return ["pretrain", "--model", "fnet", "--preset", "tiny", "--data", str(corpus), "--out", str(out),
             "--max-seq-len", "32", "--max-predictions-per-seq", "5", "--batch-size", "4", "--warmup-steps", "2",
-            "--learning-rate", "1e-3", "--eval-batches", "2", "--log-every", "1", *extra]
+            "--learning-rate", "1e-3", "--eval-batches", "2", "--log-every", "1", "--precision", "fp32", *extra]
 
 
 def config(corpus: Path, out: Path, **overrides) -> PretrainConfig:
     base = dict(model="fnet", preset="tiny", data=str(corpus), out=str(out), max_seq_len=32, max_predictions_per_seq=5,
-                batch_size=4, warmup_steps=2, learning_rate=1e-3, eval_batches=2, log_every=1, device="cpu")
+                batch_size=4, warmup_steps=2, learning_rate=1e-3, eval_batches=2, log_every=1, device="cpu",
+                precision="fp32")  # exact comparisons (accumulation, DDP, resume) need float32
     return PretrainConfig(**{**base, **overrides})
 
 
@@ -177,9 +179,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, mon
 
     original, calls = pretrain.pretraining_sums, {"n": 0}
 
-    def poisoned(out, batch):
+    def poisoned(out, batch, nsp=True):
         calls["n"] += 1
-        sums = original(out, batch)
+        sums = original(out, batch, nsp)
         return {name: value * float("nan") for name, value in sums.items()} if calls["n"] > 6 else sums
 
     monkeypatch.setattr(pretrain, "pretraining_sums", poisoned)
@@ -193,7 +195,7 @@ def test_refusals(corpus, tmp_path):
     run_pretraining(config(corpus, run, max_steps=2, eval_every=100))
     with pytest.raises(ValueError, match="already holds a finished run"):
         run_pretraining(config(corpus, run, max_steps=2))
-    with pytest.raises(ValueError, match="model config differs.*hidden_size"):
+    with pytest.raises(ValueError, match="other settings.*override: \\[\\] -> \\['hidden_size=32'\\]; max_steps: 2 -> 4"):
         run_pretraining(config(corpus, run, max_steps=4, resume=True, override=("hidden_size=32",)))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run_pretraining(config(corpus, tmp_path / "empty", resume=True))
@@ -264,3 +266,31 @@ def test_pretraining_distillation_refuses_a_teacher_it_cannot_learn_from(corpus,
         run_pretraining(config(corpus, tmp_path / "b", teacher=str(classifier), max_steps=1))
     with pytest.raises(ValueError, match="--distill-alpha must be in"):
         config(corpus, tmp_path / "c", teacher=str(foreign), distill_alpha=1.5)
+
+
+def test_mlm_only_pretraining_logs_and_summarises_no_nsp(corpus, tmp_path):
+    run = tmp_path / "run"
+    summary = run_pretraining(config(corpus, run, nsp="none", max_steps=4, eval_every=2))
+    assert set(summary["heldout"]) == {"loss", "mlm_loss", "mlm_accuracy"}
+    assert summary["heldout"]["loss"] == pytest.approx(summary["heldout"]["mlm_loss"])
+    train = records(run)
+    assert all("nsp_accuracy" not in r and "nsp_loss" not in r and r["loss"] == pytest.approx(r["mlm_loss"]) for r in train)
+    data, cfg = PretrainingDataset(str(corpus), "train"), config(corpus, run, nsp="none")
+    assert int(data.batch(0, 8, cfg)["next_sentence_labels"].sum()) == 0  # no task, every pair in order
+
+
+def test_the_training_clock_survives_a_resume_for_the_time_budget_schedule(corpus, tmp_path):
+    """--schedule budget decays over training seconds: a checkpoint records them and a resumed run
+    continues from them (held-out records carry the clock, so learning curves against time are whole)."""
+    run = tmp_path / "run"
+    common = dict(schedule="budget", max_steps=6, save_every=3, eval_every=3)
+    run_pretraining(config(corpus, run, max_time=1e-9, **common))  # stops on the clock after one step
+    saved = torch.load(run / "checkpoints" / "step_00000001" / "training_state.pt", weights_only=True)["train_seconds"]
+    assert saved > 0 and records(run, "heldout")[-1]["train_seconds"] == saved
+    (run / "summary.json").unlink()  # as if killed after the checkpoint
+    summary = run_pretraining(config(corpus, run, max_time=1e6, resume=True, **common))
+    heldout = records(run, "heldout")
+    assert [r["step"] for r in heldout] == [1, 3, 6, 6] and heldout[1]["train_seconds"] > saved
+    assert summary["train_seconds"] == pytest.approx(heldout[-1]["train_seconds"])
+    schedule = learning_rate_schedule(config(corpus, run, warmup_steps=2, schedule="budget", max_time=100.0))
+    assert schedule(0, 0.0) == 0.5 and schedule(10, 50.0) == 0.5 and schedule(10, 100.0) == 0.0

@@ -1,13 +1,19 @@
 """`tokenmix reproduce` at a cut-down tiny scale: every stage, REPORT.md, resumption, refusals."""
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from tokenmix.cli.main import main
+from tokenmix.io.files import write_json
+from tokenmix.models.config import parse_overrides
 from tokenmix.reproduce import study
-from tokenmix.reproduce.configs import parse_budget
+from tokenmix.reproduce.configs import ReproduceConfig, parse_budget
+from tokenmix.reproduce.writeup import _glue, _targets, load_glue
+from tokenmix.train.configs import PretrainConfig
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 
@@ -27,20 +33,29 @@ def test_budget_parsing_and_refusals(capsys, tmp_path):
 @pytest.mark.skipif(not (SHARED / "glue" / "SST-2").is_dir(), reason="needs ../shared/data")
 def test_tiny_study_runs_every_stage_and_resumes(tmp_path, monkeypatch, capsys):
     tiny = {**study.SCALES["tiny"], "min_budget_s": 10, "corpus_mb": 0.3, "vocab_size": 400, "glue_tasks": ["sst2", "rte"],
-            "glue_max_train_examples": 64, "bench_seq_lens": [64], "bench_repeats": 1, "eval_every": 5}
+            "glue_max_train_examples": 64, "bench_seq_lens": [64], "bench_repeats": 1, "eval_every": 5, "glue_seeds": 2,
+            "save_every": 5}
     monkeypatch.setitem(study.SCALES, "tiny", tiny)
     out = tmp_path / "study"
     args = ["reproduce", "--scale", "tiny", "--budget", "40s", "--models", "bert,fnet", "--data", str(SHARED),
             "--out", str(out), "--device", "cpu"]
+    # --max-time ends the first invocation early (the training stage in progress checkpoints); reruns continue
+    assert main([*args, "--max-time", "4"]) == 0
+    assert "rerun the same command to continue" in capsys.readouterr().err
+    assert "**Unfinished**" in (out / "REPORT.md").read_text()
     assert main(args) == 0
     report = (out / "REPORT.md").read_text()
-    for heading in ("Pretraining (like Table 1)", "equal steps", "GLUE dev (like Table 2)", "Speed (like Table 3)",
-                    "Speed-accuracy (like Figure 2)", "claims at this scale"):
+    for heading in ("Pretraining (like Table 1)", "equal steps", "Learning curves", "GLUE dev (like Table 2): mean ± sd over 2 seeds",
+                    "Speed (like Table 3)", "Speed-accuracy (like Figure 2)", "claims at this scale", "Targets at this scale"):
         assert heading in report
-    assert (out / "pareto.png").is_file() and json.loads((out / "glue" / "fnet" / "glue.json").read_text())["scores"]
+    assert "Unfinished" not in report and "bert held-out MLM accuracy ≥ 0.30" in report
+    assert (out / "pareto.png").is_file() and (out / "learning_curves.png").is_file()
+    for seed in (0, 1):
+        glue = json.loads((out / "glue" / "fnet" / f"seed_{seed}" / "glue.json").read_text())
+        assert glue["scores"] and (out / "glue" / "fnet" / f"seed_{seed}" / "submission" / "SST-2.tsv").is_file()
     capsys.readouterr()
     assert main(args) == 0  # everything is cached: only the report is rewritten
-    assert capsys.readouterr().err.count("skipped") == 8
+    assert capsys.readouterr().err.count("skipped") == 10
     assert main([*args[:-4], "--models", "bert", "--out", str(out), "--device", "cpu"]) == 1
     assert "another configuration (models: ['bert', 'fnet'] -> ['bert'])" in capsys.readouterr().err
 
@@ -79,3 +94,47 @@ def test_equal_steps_section_says_so_when_no_step_is_shared(tmp_path):
     runs = {m: {"steps": s, "heldout": held, "steps_per_s": 1.0, "params": 10} for m, s in (("bert", 4), ("fnet", 10))}
     report = "\n".join(_pretraining(tmp_path, ["bert", "fnet"], runs))
     assert "## Pretraining: equal steps\n\nNo held-out evaluation at a step every model reached (the slowest stopped at step 4)" in report
+
+
+def test_glue_over_seeds_is_mean_and_sd_and_the_targets_say_what_is_reproduced(tmp_path):
+    for seed, (sst2, qnli) in enumerate(((84.0, 60.0), (86.0, 64.0), (85.0, 68.0))):
+        for model, scale in (("bert", 1.0), ("fnet", 0.9), ("ff_only", 0.6)):
+            scores = {"sst2": sst2 * scale, "qnli": qnli * scale}
+            write_json(tmp_path / "glue" / model / f"seed_{seed}" / "glue.json",
+                       {"scores": scores, "average": sum(scores.values()) / 2, "average_convention": "mean"})
+    bert = load_glue(tmp_path, "bert")
+    assert bert["seeds"] == 3 and bert["scores"]["sst2"] == pytest.approx(85.0) and bert["sd"]["sst2"] == pytest.approx(1.0)
+    assert bert["average"] == pytest.approx(74.5) and load_glue(tmp_path, "linear") is None
+    glue = {m: load_glue(tmp_path, m) for m in ("bert", "fnet", "ff_only")}
+    runs = {m: {"heldout": {"mlm_accuracy": a}} for m, a in (("bert", 0.31), ("fnet", 0.35), ("ff_only", 0.1))}
+    targets = "\n".join(_targets(runs, glue))
+    assert "- bert held-out MLM accuracy ≥ 0.30 at the budget: 0.310 (reproduced)." in targets
+    assert "ours fnet > bert > ff_only; paper bert > fnet > ff_only (**not reproduced**)" in targets
+    assert "- bert SST2 ≥ 82: 85.0 ± 1.0 (reproduced)." in targets and "- bert QNLI ≥ 65: 64.0 ± 4.0 (**not reproduced**)" in targets
+    assert "- fnet GLUE average ≥ 85% of bert's: 90% (range" in targets
+    assert "ff_only at chance on SST-2" in targets and "51.0 ± 0.6 (reproduced)" in targets
+    table = "\n".join(_glue(tmp_path, ["bert", "fnet"], glue))
+    assert "mean ± sd over 3 seeds" in table and "| 85.0 ± 1.0 |" in table
+
+
+def test_the_budget_scale_builds_valid_pretraining_settings():
+    scale = study.SCALES["budget"]
+    config = ReproduceConfig(scale="budget", max_time=600.0)
+    assert config.max_time == 600.0 and study.glue_seeds(config) == [0, 1, 2]
+    settings = PretrainConfig(data="d", out="o", recipe=scale["recipe"], override=tuple(scale["overrides"]),
+                              max_time=scale["pretrain_seconds"], learning_rate=scale["learning_rate"])
+    assert (settings.nsp, settings.schedule, settings.batch_size) == ("none", "budget", 64)
+    assert parse_overrides(settings.override) == {"dropout": 0.0, "attention_dropout": 0.0, "norm_position": "pre"}
+    with pytest.raises(ValueError, match="--max-time must be a positive number of seconds"):
+        ReproduceConfig(scale="budget", max_time=0.0)
+
+
+def test_deadline_interrupts_outside_training_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="--max-time reached"), study.Deadline(0.05) as deadline:
+        while True:
+            time.sleep(0.01)
+    assert deadline.fired and signal.getsignal(signal.SIGTERM) == before
+    with study.Deadline(None) as idle:
+        pass
+    assert not idle.fired

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from tokenmix.models.registry import get_variant
 from tokenmix.options import option
+from tokenmix.precisions import BENCH_PRECISIONS, PRECISION_HELP, check_precision
 
 # What one measured step is, and the model head it needs (see :mod:`tokenmix.bench.speed`).
 MODES = {"train": "classification", "pretrain": "pretraining", "inference": "none"}
-AMP_DTYPES = ("none", "bf16", "fp16")
 # Hugging Face peer name -> (tokenmix variant whose size it copies, transformers class prefix)
 PEERS = {"hf_fnet": ("fnet", "FNet"), "hf_bert": ("bert", "Bert")}
 COMPARE = {"hf": tuple(PEERS)}  # --compare value -> the peers it adds
@@ -29,7 +29,8 @@ class SpeedBenchConfig:
     rounds: int = option(1, "measure every configuration this many times, interleaved, and pool the timings")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     threads: int = option(0, "CPU threads for torch (0 = torch's default); 1 gives stable timings on a shared machine")
-    amp: str = option("none", "autocast dtype: none, bf16 or fp16")
+    precision: tuple[str, ...] = option(("auto",), "auto, fp32, bf16 and/or fp16 (CUDA, with a gradient scaler); "
+                                                   "several are measured side by side, e.g. fp32,bf16")
     tf32: bool = option(True, "allow TF32 tensor cores for float32 matmuls (CUDA, Ampere and newer)")
     compile: bool = option(False, "torch.compile every model (Fourier mixing then uses DFT matmuls)")
     fourier_impl: str = option("auto", "Fourier transform: auto (measured), fft or matmul")
@@ -51,8 +52,10 @@ class SpeedBenchConfig:
         unknown = [c for c in self.compare if c not in COMPARE]
         if unknown:
             raise ValueError(f"unknown --compare {', '.join(unknown)}; choose from {', '.join(COMPARE)}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp={self.amp!r} is not valid; choose one of {', '.join(AMP_DTYPES)}")
+        if not self.precision:
+            raise ValueError("precision is empty; give fp32, bf16, fp16 or auto")
+        for precision in self.precision:
+            check_precision(precision, BENCH_PRECISIONS)
         if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 \
                 or self.rounds < 1:
             raise ValueError("seq_lens, batch_size, repeats and rounds must be positive and warmup non-negative")
@@ -78,7 +81,7 @@ class ScalingBenchConfig:
     repeats: int = option(3, "timed steps (the median is reported)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     threads: int = option(0, "CPU threads for torch (0 = torch's default); 1 gives stable timings on a shared machine")
-    amp: str = option("none", "autocast dtype: none, bf16 or fp16")
+    precision: str = option("auto", PRECISION_HELP + "; fp16 on CUDA")
     compile: bool = option(False, "torch.compile every model")
     fourier_impl: str = option("auto", "Fourier transform: auto (measured), fft or matmul")
     time_budget_s: float = option(300.0, "seconds allowed per configuration (CPU: enforced; all devices: longer "
@@ -96,12 +99,12 @@ class ScalingBenchConfig:
             raise ValueError("batch_sizes must be positive integers")
         if not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
-        self.speed_config(self.batch_sizes[0])  # validates models, lengths, amp, repeats
+        self.speed_config(self.batch_sizes[0])  # validates models, lengths, precision, repeats
 
     def speed_config(self, batch_size: int) -> SpeedBenchConfig:
         return SpeedBenchConfig(models=self.models, preset=self.preset, seq_lens=self.seq_lens, batch_size=batch_size,
                                 mode=(self.mode,), warmup=self.warmup, repeats=self.repeats, device=self.device, threads=self.threads,
-                                amp=self.amp, compile=self.compile, fourier_impl=self.fourier_impl,
+                                precision=(self.precision,), compile=self.compile, fourier_impl=self.fourier_impl,
                                 memory_limit_gb=self.memory_limit_gb, time_budget_s=self.time_budget_s, seed=self.seed)
 
 
@@ -116,10 +119,12 @@ class MoEBenchConfig:
     warmup: int = option(2, "untimed steps before measuring")
     repeats: int = option(10, "timed steps (the median is reported)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", PRECISION_HELP + "; fp16 on CUDA")
     seed: int = option(0, "random seed")
     json: str | None = option(None, "write the records to this JSON file")
 
     def __post_init__(self) -> None:
+        check_precision(self.precision, BENCH_PRECISIONS)
         bad = [m for m in self.mode if m not in ("train", "inference")]
         if bad:
             raise ValueError(f"unknown mode {', '.join(bad)}; choose from train, inference")

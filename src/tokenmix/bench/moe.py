@@ -16,7 +16,7 @@ import torch
 
 from tokenmix.bench.configs import MoEBenchConfig
 from tokenmix.bench.measure import median, time_steps
-from tokenmix.devices import device_name, resolve_device
+from tokenmix.devices import autocast, device_name, precision_name, resolve_device, resolve_precision
 from tokenmix.io.files import write_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.layers import FeedForward
@@ -56,7 +56,7 @@ def _measure_mode(config: MoEBenchConfig, model_config: ModelConfig, mode: str, 
 
     def timed(fn: Callable[[], torch.Tensor]) -> float:
         def step() -> None:
-            with torch.set_grad_enabled(train):
+            with torch.set_grad_enabled(train), autocast(config.precision, device):
                 out = fn()
                 if train:
                     out.sum().backward()
@@ -76,7 +76,7 @@ def _measure_mode(config: MoEBenchConfig, model_config: ModelConfig, mode: str, 
         "experts_ms": round(experts_ms, 3), "routing_dispatch_ms": round(moe_ms - experts_ms, 3),
         "moe_overhead": round(moe_ms / dense_ms - 1, 4),
         "routing_dispatch_overhead": round((moe_ms - experts_ms) / dense_ms, 4),
-        "device": device_name(device),
+        "device": device_name(device), "precision": precision_name(resolve_precision(config.precision, device)),
     }
 
 

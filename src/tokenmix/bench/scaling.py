@@ -71,7 +71,7 @@ def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
                     record = {"model": model, "seq_len": seq_len, "batch_size": batch, "mode": config.mode,
                               "ms_per_step": None, "peak_mem_bytes": None, "error": stop}
                 else:
-                    record = speed.measure_or_fail(model, seq_len, config.mode, speed_config)
+                    record = speed.measure_or_fail(model, seq_len, config.mode, config.precision, speed_config)
                     if record.get("error"):
                         stop = f"skipped after {record['error']} at {seq_len}"
                     else:

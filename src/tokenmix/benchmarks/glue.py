@@ -127,13 +127,20 @@ def split_path(data_dir: str | Path, task: GlueTask, split: str) -> Path:
     return path
 
 
+SCORE_RANGE = (0.0, 5.0)  # of STS-B, the one regression task
+
+
 def _parse_label(task: GlueTask, raw: str, where: str) -> int | float:
     raw = raw.strip()
-    if task.labels is None:  # regression
+    if task.labels is None:  # regression: STS-B similarity scores
         try:
-            return float(raw)
+            score = float(raw)
         except ValueError:
             raise ValueError(f"{where}: score {raw!r} is not a number") from None
+        if not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:  # also refuses nan, which would poison training
+            raise ValueError(f"{where}: score {raw!r} is outside the {task.name} range "
+                             f"[{SCORE_RANGE[0]:g}, {SCORE_RANGE[1]:g}]; fix that line")
+        return score
     if raw not in task.labels:
         raise ValueError(f"{where}: label {raw!r} is not a {task.name} label (valid: {', '.join(task.labels)})")
     return task.labels.index(raw)

@@ -83,7 +83,8 @@ def cmd_convert(direction: str) -> Callable[[ConvertConfig], None]:
     def run(config: ConvertConfig) -> None:
         from tokenmix.io import huggingface
 
-        out = (huggingface.from_huggingface if direction == "from-hf" else huggingface.to_huggingface)(config.src, config.dst)
+        convert = huggingface.from_huggingface if direction == "from-hf" else huggingface.to_huggingface
+        out = convert(config.src, config.dst, config.overwrite)
         print(f"converted {config.src} -> {out}")
 
     return run
@@ -92,7 +93,7 @@ def cmd_convert(direction: str) -> Callable[[ConvertConfig], None]:
 def cmd_convert_official(config: OfficialConvertConfig) -> None:
     from tokenmix.io.official import convert_official
 
-    out = convert_official(config.src, config.dst, config.variant, config.vocab, config.seed)
+    out = convert_official(config.src, config.dst, config.variant, config.vocab, config.seed, config.overwrite)
     print(f"converted {config.src} -> {out}")
 
 
@@ -165,7 +166,11 @@ def cmd_distill(config: DistillConfig) -> None:
 def cmd_predict(config: PredictConfig) -> None:
     from tokenmix.text.classifier import run_predict
 
-    for result in run_predict(config):
+    results = run_predict(config)
+    if config.output:
+        print(f"wrote {len(results)} predictions to {config.output}")
+        return
+    for result in results:
         if "score" in result:
             print(f"{result['score']:.4f}")
         else:
@@ -173,10 +178,12 @@ def cmd_predict(config: PredictConfig) -> None:
 
 
 def cmd_bench_speed(config: SpeedBenchConfig) -> None:
-    from tokenmix.bench.speed import format_peer_table, format_speed_table, run_speed_benchmark
+    from tokenmix.bench.speed import format_peer_table, format_precision_table, format_speed_table, run_speed_benchmark
 
     records = run_speed_benchmark(config)
     print(format_speed_table(records, config.baseline))
+    if len(config.precision) > 1:
+        print(format_precision_table(records))
     if config.compare:
         print("\n" + format_peer_table(records))
     for path in (config.json, config.markdown):
@@ -285,10 +292,11 @@ COMMANDS = (
     Command(("pretrain",), "MLM + NSP pretraining of any variant (torchrun for several processes)",
             "Pretrain with AdamW, warm-up and linear decay, checkpoints and exact --resume; run under "
             "`torchrun --nproc-per-node N -m tokenmix pretrain ...` for DDP.", PretrainConfig, cmd_pretrain),
-    Command(("finetune",), "fine-tune on a GLUE task with a learning-rate sweep; best-on-dev model, metrics, predictions",
-            "Fine-tune a pretrained (or --init scratch) model on one GLUE task in the official folder layout: "
-            "learning-rate sweep, evaluation each epoch, the best model kept, metrics.json and "
-            "<split>_predictions.tsv.", FinetuneConfig, cmd_finetune),
+    Command(("finetune",), "fine-tune on a GLUE task or your own CSV/TSV/JSONL data; best-on-dev model, metrics, predictions",
+            "Fine-tune a pretrained (or --init scratch) model on one GLUE task in the official folder layout, or on "
+            "your own tables (--train-file, --validation-file, --text-column, --label-column): learning-rate sweep, "
+            "evaluation each epoch, the best model kept, metrics.json and <split>_predictions files.",
+            FinetuneConfig, cmd_finetune),
     Command(("glue",), "fine-tune and evaluate on every GLUE task; glue.md table like the FNet paper's Table 2",
             "Run `finetune` for every task (or --tasks), then write glue.json, glue.md (the paper's layout and "
             "average convention, the paper's rows beside ours) and GLUE-server submission files.",
@@ -302,7 +310,8 @@ COMMANDS = (
             "teacher's logits are cached on disk; prints student and teacher side by side.",
             DistillConfig, cmd_distill),
     Command(("predict",), "classify texts with a fine-tuned model (label and probabilities)",
-            "Classify one text or text pair given on the command line, or every line of --file (batched).",
+            "Classify one text or text pair given on the command line, every line of --file (batched), or every "
+            "row of an --input table (CSV/TSV/JSONL) into --output with the input's columns, label and probabilities.",
             PredictConfig, cmd_predict),
     Command(("bench", "speed"), "ms/step, tokens/s and peak memory per model, length and mode",
             "Measure every model side by side in one run: median ms per step after warm-up, tokens/s, peak "
@@ -325,7 +334,9 @@ COMMANDS = (
             "format; --json writes the result.", LRAEvalConfig, cmd_lra_eval),
     Command(("lra", "table"), "collect LRA runs into the paper's table (ListOps ... Path-X, average)",
             "Read every summary.json under the run directories and print test accuracies in the layout of the "
-            "FNet paper's LRA table.", LRATableConfig, cmd_lra_table),
+            "FNet paper's LRA table, the paper's rows under ours; '*' marks a cell trained below LRA's official "
+            "budget (steps, length, data, batch; the notes say how), '-' a task not run, 'n/a' one that cannot "
+            "run here (Retrieval: no AAN pairs).", LRATableConfig, cmd_lra_table),
     Command(("lra", "speed"), "training steps/s and peak memory at 512-8192 tokens (paper Table 5)",
             "Measure LRA training steps (Text configuration) for each model and length in a fresh process with a "
             "memory cap and a time budget; OOM and over-budget are reported as such. Writes speed.json, a "

@@ -18,6 +18,7 @@ from torch import nn
 
 from tokenmix.io.files import atomic_write
 from tokenmix.models.config import ModelConfig
+from tokenmix.models.registry import list_models
 from tokenmix.version import __version__
 
 M = TypeVar("M", bound=nn.Module)
@@ -78,7 +79,11 @@ def read_config(directory: Path) -> ModelConfig:
         hint = " (a Hugging Face config: use `tokenmix convert from-hf`)" if "model_type" in data else ""
         raise ValueError(f"{directory / CONFIG_NAME} is not a tokenmix config{hint}")
     data.pop("tokenmix_version", None)
-    return ModelConfig.from_dict(data)
+    config = ModelConfig.from_dict(data)
+    if config.variant not in list_models():  # another tokenmix's variant, or an edited file: not this model
+        raise ValueError(f"{directory / CONFIG_NAME} names the variant {config.variant!r}, which this tokenmix does not "
+                         f"know (known: {', '.join(list_models())}); use the tokenmix that wrote it, or register it")
+    return config
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:

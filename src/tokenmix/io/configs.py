@@ -22,6 +22,7 @@ class OnnxExportConfig:
     check_batch_sizes: tuple[int, ...] = option((1, 3), "batch sizes checked besides --batch-size")
     atol: float = option(1e-4, "largest accepted absolute difference between ONNX and PyTorch outputs")
     seed: int = option(0, "seed of the random check inputs")
+    overwrite: bool = option(False, "replace an existing OUT file (refused otherwise)")
 
     def __post_init__(self) -> None:
         if not self.model_dir or not self.out:
@@ -38,6 +39,7 @@ class OnnxExportConfig:
 class ConvertConfig:
     src: str = option("", "source folder", positional=True)
     dst: str = option("", "destination folder (created)", positional=True)
+    overwrite: bool = option(False, "replace an existing destination (refused otherwise)")
 
     def __post_init__(self) -> None:
         if not self.src or not self.dst:
@@ -60,6 +62,7 @@ class OfficialConvertConfig:
     vocab: str | None = option(None, "the SentencePiece vocabulary c4_bpe_sentencepiece.model; when not given, the "
                                      ".model file next to the checkpoint or in its .zip")
     seed: int = option(0, "random only: the pre-training seed its fixed mixing matrices were drawn from (official: 0)")
+    overwrite: bool = option(False, "replace an existing destination (refused otherwise)")
 
     def __post_init__(self) -> None:
         if not self.src or not self.dst:

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from tokenmix.io.checkpoint import CONFIG_NAME, find_model_dir, load_model, load_weights, read_safetensors
-from tokenmix.io.files import atomic_write, cache_dir
+from tokenmix.io.files import atomic_write, cache_dir, claim_output
 from tokenmix.io.hub import is_hub_id, resolve_model_source
 from tokenmix.models import heads  # noqa: F401  (registers the head classes that build() picks from)
 from tokenmix.models.config import ModelConfig
@@ -166,10 +166,11 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
             atomic_write(dst / name, functools.partial(shutil.copyfile, src / name))
 
 
-def from_huggingface(src: str | Path, dst: str | Path) -> Path:
+def from_huggingface(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
     """Convert a Hugging Face FNet ``save_pretrained`` folder (or a Hub id such as ``google/fnet-base``,
-    see :mod:`tokenmix.io.hub`) into a tokenmix model directory."""
-    src, dst = resolve_model_source(src), Path(dst)
+    see :mod:`tokenmix.io.hub`) into a tokenmix model directory; an existing ``dst`` only with ``overwrite``."""
+    dst = claim_output(dst, overwrite, flag="DST")
+    src = resolve_model_source(src)
     if not src.is_dir():
         raise FileNotFoundError(f"no such Hugging Face model directory: {src}")
     if not (src / "config.json").is_file():
@@ -203,6 +204,8 @@ def _check_representable(config: ModelConfig, src: Path) -> None:
         reasons.append(f"activation={config.activation!r} (no Hugging Face equivalent)")
     if config.pad_mixing != "official":
         reasons.append(f"pad_mixing={config.pad_mixing!r} (Hugging Face FNet mixes padding like any token)")
+    if config.norm_position != "post":
+        reasons.append(f"norm_position={config.norm_position!r} (Hugging Face FNet has post-LayerNorm blocks only)")
     if reasons:
         raise ValueError(f"{src} ({config.variant!r} model) cannot be written as Hugging Face FNet: " + "; ".join(reasons))
 
@@ -226,9 +229,10 @@ def _hf_config(config: ModelConfig) -> dict[str, Any]:
     return hf
 
 
-def to_huggingface(src: str | Path, dst: str | Path) -> Path:
-    """Write a tokenmix FNet model as a Hugging Face FNet folder (config.json + model.safetensors)."""
-    src, dst = find_model_dir(src), Path(dst)
+def to_huggingface(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
+    """Write a tokenmix FNet model as a Hugging Face FNet folder (config.json + model.safetensors); an
+    existing ``dst`` only with ``overwrite``."""
+    src, dst = find_model_dir(src), claim_output(dst, overwrite, flag="DST")
     model = load_model(src, TokenMixPreTrainedModel.build)
     _check_representable(model.config, src)
     state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}

@@ -39,7 +39,7 @@ import torch
 
 from tokenmix.io.checkpoint import load_weights
 from tokenmix.io.configs import OFFICIAL_VARIANTS
-from tokenmix.io.files import atomic_write
+from tokenmix.io.files import atomic_write, claim_output
 from tokenmix.models.config import LAYOUTS, ModelConfig, layer_indices
 from tokenmix.models.factory import build_model
 from tokenmix.text.tokenizer import Tokenizer
@@ -456,14 +456,16 @@ def _vocab_bytes(src: Path, vocab: str | Path | None) -> bytes:
 
 
 def convert_official(src: str | Path, dst: str | Path, variant: str | None = None, vocab: str | Path | None = None,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, overwrite: bool = False) -> Path:
     """Convert an official FNet or Sparse Mixers checkpoint into a tokenmix model folder with its
-    vocabulary (``spiece.model``); returns the folder. See :func:`read_official` for the options."""
+    vocabulary (``spiece.model``); returns the folder (an existing one only with ``overwrite``). See
+    :func:`read_official` for the options."""
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"no such checkpoint: {src}")
     if dst.resolve() == src.resolve():
         raise ValueError(f"convert from-official would write into its source {src}; pick another destination")
+    claim_output(dst, overwrite, flag="DST")
     vocabulary = _vocab_bytes(src, vocab)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / VOCAB_NAME).write_bytes(vocabulary)

@@ -8,6 +8,8 @@ What the graph can and cannot do, and why:
   linear, random, Sparse Mixers) takes sequences of exactly L tokens: a DFT over another length is
   another function, and the learned/random mixing matrices are sliced to L. Pad inputs to L, as the
   official pipelines do. Models without such a mixer (bert, ff_only) get a dynamic length axis as well.
+  A classifier fine-tuned with length buckets (Fourier/Hartley) is reproduced exactly for inputs whose
+  bucket is L: export one graph per bucket length served (a note says so).
 * The **batch axis is dynamic** for every model. Mixture-of-experts layers route tokens in groups
   whose expert capacity depends on the group size, so the exported graph routes each example on
   its own (``max_group_size`` = one example); PyTorch's default routes a whole batch together.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -32,7 +35,7 @@ from torch import nn
 
 from tokenmix.io.checkpoint import find_model_dir, read_config
 from tokenmix.io.configs import OnnxExportConfig
-from tokenmix.io.files import atomic_write, ensure_writable
+from tokenmix.io.files import atomic_write, claim_output
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
@@ -94,6 +97,11 @@ def load_for_export(model_dir: Path, config: OnnxExportConfig) -> tuple[OnnxWrap
         why = f"{saved.mixing} mixing" if length_dependent else "MoE expert capacity"
         notes.append(f"{why} is length-specific: the graph takes sequences of exactly {seq_len} tokens "
                      f"(pad shorter inputs; re-export with --seq-len N for another length)")
+    task = model_dir / "task.json"  # written by `tokenmix finetune`
+    if task.is_file() and json.loads(task.read_text()).get("length_buckets") is not None:
+        notes.append(f"this classifier was fine-tuned with length buckets: the graph matches `tokenmix predict` for "
+                     f"inputs whose bucket is {seq_len} tokens; export one file per bucket length you serve (inputs "
+                     f"padded further than their bucket are valid but get slightly different outputs)")
     model = load_pretrained(model_dir, **overrides).eval()
     return OnnxWrapper(model).eval(), seq_len, dynamic_length, notes
 
@@ -156,7 +164,7 @@ def export_onnx(config: OnnxExportConfig) -> dict[str, Any]:
     was done: path, model, head, input shapes, outputs, notes and the max abs difference."""
     require_onnx()
     model_dir = find_model_dir(config.model_dir)
-    out = ensure_writable(config.out)
+    out = claim_output(config.out, config.overwrite, flag="OUT", directory=False)
     wrapper, seq_len, dynamic_length, notes = load_for_export(model_dir, config)
     model_config = wrapper.model.config
     batch = torch.export.Dim("batch", min=1)

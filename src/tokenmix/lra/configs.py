@@ -14,6 +14,7 @@ from tokenmix.lra.tasks import SPLITS, get_lra_task
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.registry import get_variant
 from tokenmix.options import option
+from tokenmix.precisions import PRECISION_HELP, check_precision
 from tokenmix.train.configs import FitConfig
 
 PERFORMER = "performer"  # the efficient-attention peer of `lra speed` (performer-pytorch), not a registered variant
@@ -28,7 +29,8 @@ class DataFlags:
     on_overflow: str = option("truncate", "a sequence longer than the task allows: truncate (counted) or error")
     difficulty: str = option("hard", "pathfinder: easy, intermediate or hard (contour length 6/9/14; LRA: hard)")
     train_size: int = option(0, "generated tasks: training examples (0 = published size: ListOps 96k, Pathfinder 160k)")
-    eval_size: int = option(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k)")
+    eval_size: int = option(0, "generated tasks: validation and test examples each (0 = published: 2k / 20k); "
+                               "data read from --data-dir: a seeded sample of this many test examples (0 = all)")
     val_size: int = option(2000, "examples held out of train for validation when the data has no validation file")
     max_len: int = option(0, "keep the first N tokens of every sequence (0 = the task's full length; eval: the "
                              "model's); shorter trains faster, and the examples cut are counted")
@@ -86,11 +88,13 @@ class LRAEvalConfig(DataFlags):
     batch_size: int = option(64, "examples per batch")
     seed: int = option(0, "seed of generated data and of held-out validation rows")
     device: str = option("auto", "auto, cpu, cuda")
+    precision: str = option("auto", PRECISION_HELP)
     json: str | None = option(None, "also write the result to this JSON file")
 
     def __post_init__(self) -> None:
         if not self.task or not self.checkpoint:
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
+        check_precision(self.precision)
         self.task = get_lra_task(self.task).name
         self.check_data_flags()
         if self.split not in SPLITS:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenmix.devices import resolve_device
+from tokenmix.devices import autocast, resolve_device
 from tokenmix.io.files import write_json
 from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig
 from tokenmix.lra.data import load_task_splits
@@ -106,10 +106,12 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     sweep = fit_sweep(make_model, batches, steps_per_epoch, evaluate, config, out, "accuracy",
                       desc=f"{task.name} {config.model}")
-    best = load_lra_model(out / "best").to(resolve_device(config.device))
+    device = resolve_device(config.device)
+    best = load_lra_model(out / "best").to(device)
     run = sweep["runs"][f"{sweep['best_lr']:g}"]
     # Validation scores of the chosen checkpoint come from the trainer's history (no second pass).
-    scores = {"val": {k: run["best"][k] for k in ("accuracy", "loss")}, "test": accuracy(best, test, config.eval_batch_size)}
+    with autocast(config.precision, device):
+        scores = {"val": {k: run["best"][k] for k in ("accuracy", "loss")}, "test": accuracy(best, test, config.eval_batch_size)}
     summary = {
         "kind": "lra", "task": task.name, "model": config.model, "preset": config.preset, "pooling": config.pooling,
         "params": best.num_parameters(), "model_config": best.config.to_dict(),
@@ -129,7 +131,8 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
 
 
 def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
-    model = load_lra_model(config.checkpoint).to(resolve_device(config.device))
+    device = resolve_device(config.device)
+    model = load_lra_model(config.checkpoint).to(device)
     trained_on, pooling = model.config.lra_task, model.config.pooling
     if trained_on != config.task:
         raise ValueError(f"{config.checkpoint} was trained on {trained_on!r}, not {config.task!r}")
@@ -137,7 +140,8 @@ def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
     # A model trained on the first N tokens (`lra run --max-len N`) reads the same N by default.
     options.max_len = options.max_len or model.config.max_position_embeddings - (pooling == "cls")
     split = load_task_splits(get_lra_task(config.task), options, (config.split,))[config.split]
-    scores = accuracy(model, split, config.batch_size)
+    with autocast(config.precision, device):
+        scores = accuracy(model, split, config.batch_size)
     result = {"task": config.task, "checkpoint": config.checkpoint, "split": config.split, "examples": len(split),
               **scores, "majority_baseline": majority(split), "data": split.stats, "model": model.config.variant}
     if config.task == "listops":  # the rule fitted on the scored split itself: how lucky the split is for it

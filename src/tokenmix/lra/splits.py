@@ -53,6 +53,14 @@ class Split:
         batch["labels"] = torch.from_numpy(self.labels[index].astype(np.int64))
         return batch
 
+    def sample(self, size: int, seed: int) -> Split:
+        """``size`` rows drawn without replacement by ``seed``, in their original order (all if fewer)."""
+        if size >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng([seed, size]).choice(len(self), size, replace=False))
+        ids2 = None if self.input_ids2 is None else self.input_ids2[keep]
+        return Split(self.input_ids[keep], self.labels[keep], ids2, {**self.stats, "sampled_from": len(self)})
+
     def head(self, width: int) -> Split:
         """The first ``width`` positions of every sequence (CLS included); ``stats["truncated"]`` then
         counts the examples that had a real token beyond them."""

@@ -1,15 +1,19 @@
 """``tokenmix lra table``: runs collected into the layout of the FNet paper's LRA table (test accuracy
-in %, one row per model; the average is over the tasks present, excluding Path-X as in the paper)."""
+in %, one row per model, the paper's rows under them; the average is over the tasks present, excluding
+Path-X as in the paper). A cell trained with fewer steps, shorter sequences, less data or another batch
+size than LRA's official schedule is marked, so a CPU-budget run is not mistaken for a full one."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenmix.io.files import atomic_write, write_json
 from tokenmix.lra.configs import LRATableConfig
+from tokenmix.lra.pathfinder import GENERATOR_VERSION
 from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
 
 SUMMARY = "summary.json"  # written by `lra run` (tokenmix.lra.run)
@@ -39,25 +43,86 @@ def collect(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]
     return table
 
 
+# The FNet paper's Table 4 (test accuracy, %); None = failed (Path-X: no model beat chance).
+PAPER = {
+    "Transformer": {"listops": 36.06, "text": 61.54, "retrieval": 59.67, "image": 41.51, "pathfinder32": 80.38,
+                    "pathfinder128": None},
+    "Linear": {"listops": 33.75, "text": 53.35, "retrieval": 58.95, "image": 41.04, "pathfinder32": 83.69,
+               "pathfinder128": None},
+    "FNet": {"listops": 35.33, "text": 65.11, "retrieval": 59.61, "image": 38.67, "pathfinder32": 77.80,
+             "pathfinder128": None},
+}
+# Cells no run can fill here, with the reason the table prints.
+UNAVAILABLE = {"retrieval": "AAN pairs not available here (reader tested on a fixture)"}
+# Training examples of the official generated data (the budget of an epoch-based task); other tasks: the run's own.
+OFFICIAL_TRAIN_SIZE = {"listops": 96_000, "pathfinder32": 160_000, "pathfinder64": 160_000, "pathfinder128": 160_000}
+
+
+def official_steps(task: str, train_examples: int) -> int:
+    """Optimizer steps of the official LRA schedule of ``task``."""
+    defaults = TASKS[task].train
+    if defaults.get("max_steps"):
+        return int(defaults["max_steps"])
+    examples = OFFICIAL_TRAIN_SIZE.get(task, train_examples)
+    return math.ceil(defaults["epochs"] * examples / defaults["batch_size"])
+
+
+def shortfalls(record: dict[str, Any]) -> list[str]:
+    """How a run falls short of LRA's official setting (model size, steps, sequence length, training data,
+    batch size); [] = none."""
+    task, config = record["task"], record.get("config", {})
+    train = record.get("sizes", {}).get("train", 0)
+    notes = []
+    if record.get("preset", "lra") != "lra":
+        notes.append(f"preset {record['preset']}, not LRA's model configuration")
+    target = official_steps(task, train)
+    if record["steps"] < target:
+        notes.append(f"{record['steps']:,} of {target:,} steps" + (" (time limit)" if record.get("stop_reason") == "time" else ""))
+    if config.get("max_len") and config["max_len"] < TASKS[task].seq_len:
+        notes.append(f"first {config['max_len']} of {TASKS[task].seq_len} tokens")
+    if task in OFFICIAL_TRAIN_SIZE and train < OFFICIAL_TRAIN_SIZE[task]:
+        notes.append(f"{train:,} of {OFFICIAL_TRAIN_SIZE[task]:,} training examples")
+    if task.startswith("pathfinder") and not config.get("data_dir") and \
+            record.get("data", {}).get("train", {}).get("generator") != GENERATOR_VERSION:
+        notes.append("images of an older generator, not the original's distribution")
+    sampled = record.get("data", {}).get("test", {}).get("sampled_from")
+    if sampled:
+        notes.append(f"test on {record['sizes']['test']:,} of {sampled:,} examples")
+    if config.get("batch_size") and config["batch_size"] != TASKS[task].train["batch_size"]:
+        notes.append(f"batch {config['batch_size']} (official {TASKS[task].train['batch_size']})")
+    return notes
+
+
 def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: one row per model run here (``*`` = trained below the official budget, ``-`` = not
+    run, ``n/a`` = cannot run here; the notes under the table say why), then the paper's rows."""
     titles = [TASKS[name].title for name in TABLE_COLUMNS]
     lines = ["| Model | " + " | ".join(titles) + " | Avg |", "|---" * (len(titles) + 2) + "|"]
+    notes: list[str] = []
+
+    def row(model: str, scores: dict[str, float | None], marks: dict[str, str]) -> str:
+        values = [marks.get(name, "-") if scores.get(name, -1.0) == -1.0 else
+                  ("FAIL" if scores[name] is None else f"{scores[name]:.2f}{marks.get(name, '')}") for name in TABLE_COLUMNS]
+        counted = [v for name, v in scores.items() if name != "pathfinder128" and v is not None]
+        average = f"{sum(counted) / len(counted):.2f}" if counted else "-"
+        if counted and len(counted) < len(TABLE_COLUMNS) - 1:
+            average += f" ({len(counted)} of {len(TABLE_COLUMNS) - 1} tasks)"
+        return f"| {model} | " + " | ".join(values) + f" | {average} |"
+
     for model, cells in table.items():
-        values, scores = [], []
-        for name in TABLE_COLUMNS:
-            record = cells.get(name)
-            if record is None:
-                values.append("-")
-                continue
-            accuracy = 100 * record["test_accuracy"]
-            values.append(f"{accuracy:.2f}" + (" (chance)" if record.get("at_chance") else ""))
-            if name != "pathfinder128":
-                scores.append(accuracy)
-        average = f"{sum(scores) / len(scores):.2f}" if scores else "-"
-        if scores and len(scores) < len(TABLE_COLUMNS) - 1:
-            average += f" ({len(scores)} tasks)"
-        lines.append(f"| {model} | " + " | ".join(values) + f" | {average} |")
-    return "\n".join(lines)
+        scores: dict[str, float | None] = {}
+        marks = {name: "n/a" for name in UNAVAILABLE}
+        for name, record in cells.items():
+            scores[name] = 100 * record["test_accuracy"]
+            short = shortfalls(record)
+            marks[name] = (" (chance)" if record.get("at_chance") else "") + ("*" if short else "")
+            if short:
+                notes.append(f"{model} {TASKS[name].title}: " + ", ".join(short))
+        lines.append(row(model, scores, marks))
+    for model, paper in PAPER.items():
+        lines.append(row(f"{model} (paper)", dict(paper), {}))
+    notes += [f"{TASKS[name].title}: {reason}" for name, reason in UNAVAILABLE.items()]
+    return "\n".join(lines + [""] + [f"- {note}" for note in notes] if notes else lines)
 
 
 def run_table(config: LRATableConfig) -> str:
@@ -67,7 +132,8 @@ def run_table(config: LRATableConfig) -> str:
     table = collect(records)
     text = format_table(table)
     if config.json:
-        write_json(config.json, {model: {task: {k: r[k] for k in ("test_accuracy", "val_accuracy", "path", "steps")}
+        write_json(config.json, {model: {task: {**{k: r[k] for k in ("test_accuracy", "val_accuracy", "path", "steps")},
+                                                "below_budget": shortfalls(r)}
                                          for task, r in cells.items()} for model, cells in table.items()})
     if config.markdown:
         atomic_write(Path(config.markdown), lambda tmp: Path(tmp).write_text(text + "\n"))

@@ -17,6 +17,7 @@ from typing import Any
 
 FOURIER_IMPLS = ("auto", "fft", "matmul")
 PAD_MIXING = ("official", "zero")
+NORM_POSITIONS = ("post", "pre")
 LAYOUTS = ("top", "bottom", "middle", "mixed")
 ROUTERS = ("experts_choose", "tokens_choose")
 HEADS = ("none", "pretraining", "classification", "regression", "lra_classification", "lra_two_tower")
@@ -77,6 +78,7 @@ class ModelConfig:
     attention_layout: str = field(default="top", metadata=_meta("where attention layers go: top, bottom, middle, mixed"))
     fourier_impl: str = field(default="auto", metadata=_meta("Fourier transform implementation: auto, fft, matmul"))
     pad_mixing: str = field(default="official", metadata=_meta("official: padding is mixed like any token; zero: padded positions are zeroed before each mixing layer"))
+    norm_position: str = field(default="post", metadata=_meta("post: LayerNorm after each residual sum (official); pre: LayerNorm before the mixing and feed-forward sublayers and once after the last block (a deviation from the papers, for short budgets; README 'Budget recipe')"))
     zero_biases: bool = field(default=False, metadata=_meta("initialise every bias at zero (Sparse Mixers) instead of the FNet code's N(0, 0.02) biases"))
     # Mixture-of-experts feed-forward (Sparse Mixers); inactive while num_moe_layers == 0.
     num_moe_layers: int = field(default=0, metadata=_meta("feed-forward sublayers replaced by mixture-of-experts layers"))
@@ -114,6 +116,7 @@ class ModelConfig:
         choices = {
             "fourier_impl": FOURIER_IMPLS,
             "pad_mixing": PAD_MIXING,
+            "norm_position": NORM_POSITIONS,
             "attention_layout": LAYOUTS,
             "moe_layout": LAYOUTS,
             "router": ROUTERS,

@@ -61,6 +61,8 @@ def check_inputs(config: ModelConfig, input_ids: Any, token_type_ids: Any, atten
         raise ValueError(f"input_ids must have shape [batch, seq_len], got {tuple(input_ids.shape)}{hint}")
     _check_ids("input_ids", input_ids, None, config.vocab_size, "vocab_size")
     seq_len = input_ids.shape[1]
+    if input_ids.shape[0] == 0:  # the FFT and attention kernels fail on it with messages that name neither
+        raise ValueError(f"input_ids is an empty batch {list(input_ids.shape)}; pass at least one example")
     if seq_len == 0:
         raise ValueError("input_ids has zero length; every example needs at least one token")
     if seq_len > config.max_position_embeddings:
@@ -90,7 +92,9 @@ def padding_mask_from(attention_mask: torch.Tensor | None) -> torch.Tensor | Non
 
 class Encoder(nn.Module):
     """Embeddings -> N post-LN blocks (mixing per the config's variant and hybrid layout) -> pooler:
-    input_ids [batch, seq] -> last_hidden_state [batch, seq, hidden] and pooler_output [batch, hidden]."""
+    input_ids [batch, seq] -> last_hidden_state [batch, seq, hidden] and pooler_output [batch, hidden].
+    Pre-LN blocks (``norm_position="pre"``) leave their output unnormalised, so a final LayerNorm
+    (``final_norm``) follows the last one; post-LN encoders have none, as officially."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -98,6 +102,8 @@ class Encoder(nn.Module):
         mixers, moe = layer_mixers(config), config.moe_layers()
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderBlock(config, mixer, i, moe=i in moe) for i, mixer in enumerate(mixers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) \
+            if config.norm_position == "pre" else None
         self.pooler = Pooler(config)
         self.needs_padding_mask = (config.pad_mixing == "zero" or bool(moe)
                                    or any(mixer.uses_padding_mask for mixer in mixers))
@@ -120,6 +126,10 @@ class Encoder(nn.Module):
                 router_stats.append(stats)
             if hidden_states is not None:
                 hidden_states.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if hidden_states is not None:
+                hidden_states[-1] = x
         aux_loss, summary = summarize_router_stats(self.config, router_stats) if router_stats else (None, None)
         return EncoderOutput(x, self.pooler(x), tuple(hidden_states) if hidden_states is not None else None,
                              aux_loss, summary)

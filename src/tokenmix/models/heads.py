@@ -19,6 +19,7 @@ from tokenmix.models.activations import ACTIVATION_FUNCTIONS
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import EncoderOutput, TokenMixPreTrainedModel, register_output
 from tokenmix.models.initializers import normal_linear
+from tokenmix.models.losses import cross_entropy
 
 
 @register_output
@@ -103,7 +104,7 @@ class TokenMixForPreTraining(TokenMixPreTrainedModel):
         if masked_labels is not None:
             if mlm_logits is None:
                 raise ValueError("masked_labels given without masked_positions; pass both")
-            losses = F.cross_entropy(mlm_logits.flatten(0, 1).float(), masked_labels.flatten().long(), reduction="none")
+            losses = cross_entropy(mlm_logits.flatten(0, 1), masked_labels.flatten())
             if masked_weights is None:
                 mlm_loss = losses.mean()
             else:

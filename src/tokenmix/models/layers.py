@@ -1,4 +1,4 @@
-"""Building blocks shared by every variant: embeddings, feed-forward, the post-LN block, the pooler.
+"""Building blocks shared by every variant: embeddings, feed-forward, the post-LN (or pre-LN) block, the pooler.
 
 They follow the official FNet code (``f_net/layers.py``): LayerNorm eps 1e-12, tanh-approximate GELU
 (Flax ``nn.gelu``'s default), post-LayerNorm residual blocks, and its initialisers.
@@ -62,7 +62,9 @@ class FeedForward(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Post-LN block: y = LN(x + Mix(x)); out = LN(y + FF(y)), x [batch, seq, hidden] -> same shape.
+    """Post-LN block (official): y = LN(x + Mix(x)); out = LN(y + FF(y)), x [batch, seq, hidden] -> same
+    shape. With ``norm_position="pre"``: y = x + Mix(LN(x)); out = y + FF(LN(y)) (the encoder then adds
+    one final LayerNorm), which keeps an unnormalised residual path (a deviation from the papers, for short budgets).
     No dropout on the mixing output. The feed-forward is dense or, in MoE layers, a mixture of experts
     that also returns router statistics (``forward`` returns ``(out, stats or None)``)."""
 
@@ -75,17 +77,21 @@ class EncoderBlock(nn.Module):
         # pad_mixing="zero": padded positions contribute nothing to the mix (a beyond-the-paper option).
         self.zero_padding = config.pad_mixing == "zero" and not self.mixing.uses_padding_mask
         self.moe = moe
+        self.pre_norm = config.norm_position == "pre"
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, dict | None]:
-        mix_input = x
+        mix_input = self.mixing_norm(x) if self.pre_norm else x
         if self.zero_padding and padding_mask is not None:
-            mix_input = x * padding_mask.unsqueeze(-1).to(x.dtype)
-        x = self.mixing_norm(x + self.mixing(mix_input, padding_mask))
+            mix_input = mix_input * padding_mask.unsqueeze(-1).to(x.dtype)
+        x = x + self.mixing(mix_input, padding_mask)
+        if not self.pre_norm:
+            x = self.mixing_norm(x)
+        ff_input = self.output_norm(x) if self.pre_norm else x
         if self.moe:
-            ff, stats = self.ff(x, padding_mask)
+            ff, stats = self.ff(ff_input, padding_mask)
         else:
-            ff, stats = self.ff(x), None
-        return self.output_norm(x + ff), stats
+            ff, stats = self.ff(ff_input), None
+        return (x + ff if self.pre_norm else self.output_norm(x + ff)), stats
 
 
 class Pooler(nn.Module):

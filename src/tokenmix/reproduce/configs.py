@@ -11,6 +11,7 @@ from typing import Any
 
 from tokenmix.models.registry import get_variant
 from tokenmix.options import option
+from tokenmix.precisions import PRECISION_HELP, check_precision
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
 MODELS = ("bert", "fnet", "linear", "random", "ff_only", "hybrid", "sparse_mixer", "fast_sparse_mixer")
@@ -27,16 +28,26 @@ def parse_budget(text: str) -> float:
 
 @dataclass
 class ReproduceConfig:
-    scale: str = option("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores) or base (the papers' sizes, GPU)")
+    scale: str = option("mini", "tiny (minutes; the tests), mini (~2 hours on 2 CPU cores), budget (mini models "
+                                "with the budget recipe and a fixed pretraining time each, full GLUE training sets, "
+                                "3 fine-tuning seeds: many hours, in chunks with --max-time) or base (the papers' "
+                                "sizes, GPU)")
     budget: str = option("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
     data: str = option("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
     out: str = option("results/mini", "results folder (rerunning resumes; another configuration is refused)")
     models: tuple[str, ...] = option(MODELS, "models compared (all at the scale's size, same settings)")
     overwrite: bool = option(False, "delete a results folder of another configuration and start over")
     device: str = option("auto", "auto, cpu, cuda")
-    seed: int = option(0, "seed of every stage")
+    precision: str = option("auto", PRECISION_HELP)
+    seed: int = option(0, "seed of every stage (fine-tuning: the first of the scale's seeds)")
+    max_time: float | None = option(None, "end this invocation after N seconds: the training stage in progress "
+                                          "checkpoints, the report shows what is finished, and the same command "
+                                          "continues the study")
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.max_time is not None and self.max_time <= 0:
+            raise ValueError(f"--max-time must be a positive number of seconds, got {self.max_time}")
         if self.scale not in SCALES:
             raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
         for name in self.models:

@@ -3,20 +3,27 @@
 The FNet paper's main comparisons (and the Sparse Mixer one) on the user's own machine, in stages
 whose outputs are their cache keys: corpus → tokenizer → pretraining data → pretraining of every
 model (an equal share of the budget each) → GLUE fine-tuning → speed benchmark → ``REPORT.md``.
-Rerunning the command skips finished stages, so an interrupted study loses at most the stage in
-progress. Scales (``scales.json``) are data: sizes, lengths, learning rates, tasks, budget shares.
+Rerunning the command skips finished stages and resumes the one in progress from its last checkpoint
+(pretraining every ``save_every`` steps, fine-tuning at every evaluation), so a study can run in chunks:
+``--max-time`` ends an invocation on time (the training stage in progress checkpoints first) and the
+same command continues it. Scales (``scales.json``) are data: sizes, lengths, learning rates, tasks,
+budget shares or fixed budgets per model, the pretraining recipe, fine-tuning seeds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from tokenmix.bench.configs import SpeedBenchConfig
@@ -31,6 +38,7 @@ from tokenmix.text.prepare import prepare_data
 from tokenmix.text.tokenizer import train_tokenizer
 from tokenmix.train.configs import GlueConfig, PretrainConfig
 from tokenmix.train.pretrain import run_pretraining
+from tokenmix.train.state import checkpoint_dirs
 from tokenmix.train.suite import run_suite
 
 CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
@@ -49,7 +57,7 @@ def check_data(config: ReproduceConfig) -> None:
 def claim_results_dir(config: ReproduceConfig) -> Path:
     """Refuse a folder holding a study of another configuration, unless --overwrite."""
     out = Path(config.out)
-    record = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "device", "out")}
+    record = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "device", "out", "max_time")}
     record["models"] = list(record["models"])
     marker = out / "reproduce.json"
     if marker.is_file():
@@ -103,29 +111,96 @@ def write_corpus(source: Path, target: Path, megabytes: float) -> None:
     atomic_write(target, lambda tmp: Path(tmp).write_text("".join(chunks), encoding="utf-8"))
 
 
+class Deadline:
+    """``--max-time`` of one invocation: at the deadline this process sends itself SIGTERM. Training
+    answers it by checkpointing at the end of the step and raising KeyboardInterrupt; elsewhere (corpus,
+    tokenizer, data: each writes its output atomically) the handler raises KeyboardInterrupt at once."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds, self.fired = seconds, False
+        self._timer: threading.Timer | None = None
+        self._previous: Any = None
+
+    def _send(self) -> None:
+        self.fired = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("--max-time reached")
+
+    def __enter__(self) -> Deadline:
+        self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+        if self.seconds is not None:
+            self._timer = threading.Timer(self.seconds, self._send)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        signal.signal(signal.SIGTERM, self._previous)
+
+
 def _pretrain(config: ReproduceConfig, model: str, data: Path, run_dir: Path, seconds: float) -> None:
+    """Pretrain one model, or continue its run from the last checkpoint (the engine's clock and the
+    time-budget schedule continue with it, so ``seconds`` is the run's budget across invocations)."""
     scale = SCALES[config.scale]
+    resume = bool(checkpoint_dirs(run_dir))
     run_pretraining(PretrainConfig(
         model=model, preset=scale["preset"], data=str(data), out=str(run_dir), max_seq_len=scale["seq_len"],
         max_predictions_per_seq=scale["max_predictions"], batch_size=scale["batch_size"],
         learning_rate=scale["learning_rate"], warmup_steps=scale["warmup_steps"], max_time=seconds,
-        eval_every=scale["eval_every"], eval_batches=scale["eval_batches"], save_every=10**9,
-        overwrite=True, seed=config.seed, device=config.device))
+        eval_every=scale["eval_every"], eval_batches=scale["eval_batches"], save_every=scale.get("save_every", 10**9),
+        keep_checkpoints=1, recipe=scale.get("recipe", "paper"), override=tuple(scale.get("overrides", ())),
+        resume=resume, overwrite=not resume, seed=config.seed, device=config.device, precision=config.precision))
 
 
-def _glue(config: ReproduceConfig, init: Path, tokenizer: Path, glue_dir: Path, seconds: float) -> None:
+def _glue(config: ReproduceConfig, init: Path, tokenizer: Path, glue_dir: Path, seconds: float | None, seed: int) -> None:
+    """One fine-tuning recipe for every task and model; ``--resume`` continues a task's run from its
+    last evaluation's checkpoint and skips finished tasks."""
     scale = SCALES[config.scale]
     run_suite(GlueConfig(
         init=str(init), tokenizer=str(tokenizer), data_dir=str(Path(config.data) / "glue"),
         out=str(glue_dir), tasks=tuple(scale["glue_tasks"]), lr=(scale["glue_lr"],), epochs=scale["glue_epochs"],
         batch_size=scale["glue_batch_size"], max_seq_len=scale["glue_max_seq_len"],
         max_train_examples=scale["glue_max_train_examples"], train_from_dev=0.8, max_time=seconds,
-        resume=True, seed=config.seed, device=config.device), "glue")
+        eval_every=scale.get("glue_eval_every", 0), resume=True, seed=seed, device=config.device, precision=config.precision), "glue")
+
+
+def glue_seeds(config: ReproduceConfig) -> list[int]:
+    """The fine-tuning seeds of the scale (``glue_seeds`` of them, from ``--seed`` on)."""
+    return [config.seed + k for k in range(SCALES[config.scale].get("glue_seeds", 1))]
 
 
 def run_reproduce(config: ReproduceConfig) -> Path:
+    """Run (or continue) the study; at ``--max-time`` the stage in progress checkpoints, the report is
+    written from what is finished, and rerunning the same command continues."""
     check_data(config)
-    out, scale = claim_results_dir(config), SCALES[config.scale]
+    out = claim_results_dir(config)
+    with Deadline(config.max_time) as deadline:
+        try:
+            stages = _run_stages(config, out)
+        except KeyboardInterrupt:
+            if not deadline.fired:
+                raise
+            print(f"[reproduce] --max-time {config.max_time:g} s reached: the stage in progress was checkpointed; "
+                  f"rerun the same command to continue", file=sys.stderr)
+            stages = None
+    marker = json.loads((out / "reproduce.json").read_text())
+    if stages is not None:
+        # a stage's record is the run that produced its output; a rerun that found it cached keeps that one
+        log = {entry["stage"]: entry for entry in marker.get("stages", [])}
+        log.update({e["stage"]: e for e in stages.log if e["status"] == "ran" or e["stage"] not in log})
+        marker["stages"] = list(log.values())
+        if "finished" not in marker or any(e["status"] == "ran" for e in stages.log):
+            marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        write_json(out / "reproduce.json", marker)
+    return write_report(out, config, marker)
+
+
+def _run_stages(config: ReproduceConfig, out: Path) -> Stages:
+    scale = SCALES[config.scale]
     work, stages = out / "work", Stages(out, config.seconds)
     corpus, tok, data = work / "corpus.txt", work / "tokenizer", work / "data"
     stages.run("corpus", corpus, lambda: write_corpus(Path(config.data) / CORPUS, corpus, scale["corpus_mb"]))
@@ -134,27 +209,21 @@ def run_reproduce(config: ReproduceConfig) -> Path:
     stages.run("pretraining data", data / "meta.json", lambda: prepare_data(DataPrepareConfig(
         input=(str(corpus),), tokenizer=str(tok.resolve()), out=str(data), seed=config.seed)))
     shares, remaining, n = scale["shares"], stages.remaining, len(config.models)
-    pretrain_each = max(10.0, remaining * shares["pretrain"] / n)
-    glue_each = max(5.0, remaining * shares["glue"] / (n * len(scale["glue_tasks"])))
+    # a fixed budget per model (the budget scale) or a share of --budget
+    pretrain_each = scale.get("pretrain_seconds") or max(10.0, remaining * shares["pretrain"] / n)
+    glue_each = None if "pretrain_seconds" in scale else max(5.0, remaining * shares["glue"] / (n * len(scale["glue_tasks"])))
     for model in config.models:
         run_dir = out / "pretrain" / model
         stages.run(f"pretrain {model}", run_dir / "summary.json",
                    partial(_pretrain, config, model, data, run_dir, pretrain_each))
     for model in config.models:
-        glue_dir = out / "glue" / model
-        stages.run(f"GLUE {model}", glue_dir / "glue.json",
-                   partial(_glue, config, out / "pretrain" / model, tok, glue_dir, glue_each))
+        for seed in glue_seeds(config):
+            glue_dir = out / "glue" / model / f"seed_{seed}"
+            stages.run(f"GLUE {model} seed {seed}", glue_dir / "glue.json",
+                       partial(_glue, config, out / "pretrain" / model, tok, glue_dir, glue_each, seed))
     bench = out / "bench" / "speed.json"
     stages.run("speed benchmark", bench, lambda: run_speed_benchmark(SpeedBenchConfig(
         models=tuple(config.models), preset=scale["preset"], seq_lens=tuple(scale["bench_seq_lens"]),
         batch_size=scale["bench_batch_size"], mode=("pretrain", "inference"), repeats=scale["bench_repeats"],
-        device=config.device, seed=config.seed, json=str(bench))))
-    marker = json.loads((out / "reproduce.json").read_text())
-    # a stage's record is the run that produced its output; a rerun that found it cached keeps that one
-    log = {entry["stage"]: entry for entry in marker.get("stages", [])}
-    log.update({e["stage"]: e for e in stages.log if e["status"] == "ran" or e["stage"] not in log})
-    marker["stages"] = list(log.values())
-    if "finished" not in marker or any(e["status"] == "ran" for e in stages.log):
-        marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    write_json(out / "reproduce.json", marker)
-    return write_report(out, config, marker)
+        device=config.device, precision=(config.precision,), seed=config.seed, json=str(bench))))
+    return stages

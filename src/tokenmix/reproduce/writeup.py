@@ -1,10 +1,13 @@
 """``REPORT.md`` of a reproduction study: our tables beside the papers' (Tables 1–3, Figure 2), each
-with our ratio to BERT next to the paper's, and the papers' qualitative claims checked one by one."""
+with our ratio to BERT next to the paper's, GLUE as mean ± sd over the fine-tuning seeds, the learning
+curves of every model, and the papers' claims and the study's targets checked one by one."""
 
 from __future__ import annotations
 
 import json
 import platform
+import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,60 @@ def _load(path: Path) -> Any:
 
 def _ratio(value: float | None, reference: float | None) -> str:
     return "-" if value is None or not reference else f"{value / reference:.2f}"
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    """A metric that may be absent (no NSP metrics after MLM-only pretraining)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def load_glue(out: Path, model: str) -> dict[str, Any] | None:
+    """A model's GLUE results over its fine-tuning seeds (``glue/MODEL/seed_*/glue.json``; an older
+    study's single ``glue/MODEL/glue.json`` counts as one seed): per-task and average mean and sd."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "glue" / model).glob("seed_*/glue.json"))]
+    legacy = out / "glue" / model / "glue.json"
+    runs = runs or ([json.loads(legacy.read_text())] if legacy.is_file() else [])
+    if not runs:
+        return None
+    tasks = [t for t in runs[0]["scores"] if all(t in r["scores"] for r in runs)]
+    scores = {t: _mean_sd([r["scores"][t] for r in runs]) for t in tasks}
+    average = _mean_sd([r["average"] for r in runs])
+    return {"scores": {t: m for t, (m, _) in scores.items()}, "sd": {t: sd for t, (_, sd) in scores.items()},
+            "average": average[0], "average_sd": average[1], "seeds": len(runs),
+            "average_convention": runs[0]["average_convention"]}
+
+
+def heldout_curve(out: Path, model: str) -> list[dict[str, Any]]:
+    """The held-out evaluations of a model's pretraining run, in step order."""
+    path = out / "pretrain" / model / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return sorted((r for r in rows if r.get("split") == "heldout"), key=lambda r: r["step"])
+
+
+def plot_learning_curves(out: Path, models: list[str], stem: Path) -> list[Path]:
+    """Held-out MLM accuracy against steps and against training time, every model in one figure
+    (``stem``.png and .svg): who is ahead at a small budget, and where, if anywhere, the order changes."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 (slow to import; only the step that draws needs it)
+
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    by_step, by_time = figure.subplots(1, 2, sharey=True)
+    for model in models:
+        curve = [r for r in heldout_curve(out, model) if "train_seconds" in r]
+        accuracy = [r["mlm_accuracy"] for r in curve]
+        by_step.plot([r["step"] for r in curve], accuracy, marker=".", label=model)
+        by_time.plot([r["train_seconds"] / 60 for r in curve], accuracy, marker=".", label=model)
+    by_step.set_xlabel("optimizer steps")
+    by_time.set_xlabel("training time (minutes, evaluations excluded)")
+    by_step.set_ylabel("held-out MLM accuracy")
+    for ax in (by_step, by_time):
+        ax.grid(True, alpha=0.3)
+    by_time.legend(loc="lower right", fontsize=8)
+    figure.suptitle("Pretraining learning curves: equal steps (left) and equal time (right)")
+    return [atomic_write(stem.with_suffix(f".{fmt}"), partial(figure.savefig, format=fmt, dpi=120)) for fmt in ("png", "svg")]
 
 
 def equal_steps(out: Path, models: list[str]) -> tuple[int, dict[str, dict]]:
@@ -50,7 +107,7 @@ def _pretraining(out: Path, models: list[str], runs: dict[str, Any]) -> list[str
         held = r["heldout"]
         ref = paper.PRETRAINING.get(f"{m}-base")
         rows.append([m, f"{r['params'] / 1e6:.1f}M", r["steps"], f"{r['steps_per_s']:.2f}", f"{held['mlm_loss']:.3f}",
-                     f"{held['mlm_accuracy']:.3f}", f"{held['nsp_accuracy']:.3f}",
+                     f"{held['mlm_accuracy']:.3f}", _num(held.get("nsp_accuracy")),
                      _ratio(held["mlm_accuracy"], bert and bert["heldout"]["mlm_accuracy"]),
                      "-" if ref is None else f"{ref[3]:.2f}", "-" if ref is None else _ratio(ref[3], paper.PRETRAINING["bert-base"][3])])
     lines = ["## Pretraining (like Table 1): equal time", "",
@@ -58,7 +115,7 @@ def _pretraining(out: Path, models: list[str], runs: dict[str, Any]) -> list[str
                            "paper MLM acc (Base)", "paper / BERT"], rows, markdown=True), ""]
     step, at = equal_steps(out, models)
     if at:
-        rows = [[m, f"{at[m]['mlm_loss']:.3f}", f"{at[m]['mlm_accuracy']:.3f}", f"{at[m]['nsp_accuracy']:.3f}",
+        rows = [[m, f"{at[m]['mlm_loss']:.3f}", f"{at[m]['mlm_accuracy']:.3f}", _num(at[m].get("nsp_accuracy")),
                  _ratio(at[m]["mlm_accuracy"], at.get("bert", {}).get("mlm_accuracy"))] for m in models]
         lines += [f"## Pretraining: equal steps (held-out metrics at step {step}, the last step every model reached)", "",
                   render_table(["model", "MLM loss", "MLM acc", "NSP acc", "MLM acc / BERT"], rows, markdown=True), ""]
@@ -83,14 +140,21 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
         if not glue.get(m):
             continue
         g, ref = glue[m], paper.GLUE_AVERAGE.get(f"{m}-base")
-        rows.append([m, _fine_tuning_steps(out, m), *(f"{g['scores'].get(c, float('nan')):.1f}" for c in columns),
-                     f"{g['average']:.1f}", _ratio(g["average"], bert and bert["average"]), "-" if ref is None else ref,
+        spread = g.get("sd", {})
+        cells = [f"{g['scores'][c]:.1f}" + (f" ± {spread[c]:.1f}" if g.get("seeds", 1) > 1 else "") if c in g["scores"]
+                 else "-" for c in columns]
+        average = f"{g['average']:.1f}" + (f" ± {g['average_sd']:.1f}" if g.get("seeds", 1) > 1 else "")
+        rows.append([m, _fine_tuning_steps(out, m), *cells,
+                     average, _ratio(g["average"], bert and bert["average"]), "-" if ref is None else ref,
                      "-" if ref is None else _ratio(ref, paper.GLUE_AVERAGE["bert-base"])])
     convention = next(iter(glue.values()))["average_convention"] if glue else ""
-    return ["## GLUE dev (like Table 2)", "",
+    seeds = max((g.get("seeds", 1) for g in glue.values() if g), default=1)
+    spread = f" Each cell: mean ± sd over {seeds} fine-tuning seeds." if seeds > 1 else ""
+    return [f"## GLUE dev (like Table 2){spread and f': mean ± sd over {seeds} seeds'}", "",
             render_table(["model", "steps per task", *(GLUE_TABLE_COLUMNS[c] for c in columns), "avg", "avg / BERT",
                           "paper avg (Base)", "paper / BERT"], rows, markdown=True), "", f"Average: {convention}. Every model gets the same wall-clock share per task "
-            "(up to the scale's epochs); 'steps per task' shows how far each got in it.", ""]
+            "(up to the scale's epochs); 'steps per task' shows how far each got in it." + spread,
+            "Test-set predictions in the GLUE server's format: `glue/MODEL/seed_*/submission/`.", ""]
 
 
 def _speed(models: list[str], bench: list[dict]) -> tuple[list[str], dict[str, float]]:
@@ -157,10 +221,54 @@ def _claims(glue: dict[str, Any], step_ms: dict[str, float], on_front: dict[str,
     return lines
 
 
+def _verdict(ok: bool) -> str:
+    return "reproduced" if ok else "**not reproduced**"
+
+
+def _targets(runs: dict[str, Any], glue: dict[str, Any]) -> list[str]:
+    """Issue 21's targets for a mini-size study, each with its value (GLUE: mean ± sd over the seeds)."""
+    lines = ["## Targets at this scale", ""]
+    for model in ("bert", "fnet"):
+        if model in runs:
+            accuracy = runs[model]["heldout"]["mlm_accuracy"]
+            lines.append(f"- {model} held-out MLM accuracy ≥ 0.30 at the budget: {accuracy:.3f} ({_verdict(accuracy >= 0.30)}).")
+    order = sorted((m for m in paper_order() if m in runs), key=lambda m: -runs[m]["heldout"]["mlm_accuracy"])
+    if len(order) > 1:
+        expected = [m for m in paper_order() if m in runs]
+        lines.append(f"- Table 1 ordering of held-out MLM accuracy at equal time: ours {' > '.join(order)}; paper "
+                     f"{' > '.join(expected)} ({_verdict(order == expected)}).")
+
+    def score(model: str, task: str) -> str:
+        g = glue[model]
+        return f"{g['scores'][task]:.1f} ± {g['sd'][task]:.1f}"
+
+    bert = glue.get("bert")
+    for task, floor in (("sst2", 82.0), ("qnli", 65.0)):
+        if bert and task in bert["scores"]:
+            lines.append(f"- bert {task.upper()} ≥ {floor:g}: {score('bert', task)} ({_verdict(bert['scores'][task] >= floor)}).")
+    if bert and "fnet" in glue:
+        fnet = glue["fnet"]
+        low = (fnet["average"] - fnet["average_sd"]) / (bert["average"] + bert["average_sd"])
+        high = (fnet["average"] + fnet["average_sd"]) / max(bert["average"] - bert["average_sd"], 1e-9)
+        share = fnet["average"] / bert["average"]
+        lines.append(f"- fnet GLUE average ≥ 85% of bert's: {100 * share:.0f}% (range {100 * low:.0f}–{100 * high:.0f}% "
+                     f"from ± 1 sd; {_verdict(share >= 0.85)}).")
+    if "ff_only" in glue and "sst2" in glue["ff_only"]["scores"]:
+        accuracy = glue["ff_only"]["scores"]["sst2"]
+        lines.append(f"- ff_only at chance on SST-2 (its [CLS] never sees another token; 50.9 = majority class): "
+                     f"{score('ff_only', 'sst2')} ({_verdict(abs(accuracy - 50.0) <= 3.0)}).")
+    return [*lines, ""] if len(lines) > 2 else []
+
+
+def paper_order() -> list[str]:
+    """FNet paper Table 1's order of MLM accuracy (Base): BERT > Linear > FNet > Random > FF-only."""
+    return ["bert", "linear", "fnet", "random", "ff_only"]
+
+
 def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> Path:
     models = list(config.models)
     runs = {m: _load(out / "pretrain" / m / "summary.json") for m in models}
-    glue = {m: _load(out / "glue" / m / "glue.json") for m in models}
+    glue = {m: load_glue(out, m) for m in models}
     bench = _load(out / "bench" / "speed.json") or []
     bench = bench["results"] if isinstance(bench, dict) else bench
     lines = ["# Reproduction study", "",
@@ -169,20 +277,28 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
              f"- machine: {device_name(resolve_device(config.device))}, {platform.platform()}, Python {platform.python_version()}",
              f"- versions: tokenmix {__version__}, torch {torch.__version__}",
              "- stages: " + ", ".join(f"{s['stage']} ({s.get('seconds', 'cached')} s)" for s in marker.get("stages", [])), ""]
+    if not all(runs.values()) or not all(glue.values()):
+        lines += ["**Unfinished**: rerun the same command to continue (finished stages are kept, the one in progress "
+                  "resumes from its checkpoint); the tables below show what is done.", ""]
     if all(runs.values()):
         lines += _pretraining(out, models, runs)
+    if any(heldout_curve(out, m) for m in models):
+        plot_learning_curves(out, models, out / "learning_curves")
+        lines += ["## Learning curves (the papers' Figure 2 argument at this scale)", "",
+                  "![held-out MLM accuracy against steps and against training time](learning_curves.png)", ""]
     if any(glue.values()):
         lines += _glue(out, models, glue)
     step_ms: dict[str, float] = {}
     if bench:
         speed_lines, step_ms = _speed(models, bench)
         lines += speed_lines
-    points = [Point(m, config.scale, step_ms[m], glue[m]["average"], "bench/speed.json")
-              for m in models if glue.get(m) and m in step_ms]
+    points = [Point(m, config.scale, step_ms[m], g["average"], "bench/speed.json")
+              for m in models if (g := glue.get(m)) and m in step_ms]
     on_front = {}
     if points:
         plot_pareto(points, "GLUE dev average (%)", out / "pareto")
         on_front = {p.model: front for p, front in zip(points, pareto_front(points))}
         lines += ["## Speed-accuracy (like Figure 2)", "", "![GLUE average against pretraining ms per step](pareto.png)", ""]
     lines += _claims({m: g for m, g in glue.items() if g}, step_ms, on_front)
+    lines += _targets({m: r for m, r in runs.items() if r}, {m: g for m, g in glue.items() if g})
     return atomic_write(out / "REPORT.md", lambda tmp: Path(tmp).write_text("\n".join(lines), encoding="utf-8"))

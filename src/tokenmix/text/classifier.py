@@ -1,8 +1,9 @@
-"""Text classification with a fine-tuned model: ``tokenmix predict --model DIR "a sentence" ["a second"]``.
+"""Text classification with a fine-tuned model: ``tokenmix predict --model DIR "a sentence" ["a second"]``,
+or a whole table: ``tokenmix predict --model DIR --input in.csv --output out.csv``.
 
 A model folder written by ``tokenmix finetune`` holds the weights, the tokenizer and ``task.json``
-(label names, sequence length), so the classifier is rebuilt from the folder alone, with the
-same padding policy it was trained with.
+(label names, sequence length, length buckets, the columns of your own data), so the classifier is
+rebuilt from the folder alone, with the same padding rule it was trained with.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Any
 import torch
 
 from tokenmix.benchmarks.examples import Example
-from tokenmix.devices import resolve_device
+from tokenmix.devices import autocast, resolve_device
 from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import write_json
 from tokenmix.models.factory import load_pretrained
 from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.text.tables import read_table, require_columns, write_table
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.finetune import TASK_FILE
 
@@ -31,9 +33,12 @@ class TextClassifier:
     returns one ``{"label", "probabilities"}`` (or ``{"score"}`` for regression) per input."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, labels: Sequence[str] | None, max_seq_len: int,
-                 fixed_length: bool) -> None:
+                 fixed_length: bool, buckets: Sequence[int] | None = None, columns: dict[str, Any] | None = None) -> None:
+        """``buckets``: the per-example lengths of a parameter-free mixing (see
+        :func:`~tokenmix.text.pairs.padding_policy`); ``columns``: the own-data columns it was tuned on."""
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
-        self.max_seq_len, self.fixed_length = max_seq_len, fixed_length
+        self.max_seq_len, self.fixed_length, self.buckets = max_seq_len, fixed_length, buckets
+        self.columns = columns or {}
         self.truncated = 0  # inputs cut to max_seq_len by the last predict() call
 
     @classmethod
@@ -44,24 +49,27 @@ class TextClassifier:
                              f"`tokenmix finetune` or `tokenmix glue`")
         task = json.loads((directory / TASK_FILE).read_text())
         model = load_pretrained(directory).to(resolve_device(device))
-        return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"])
+        return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"],
+                   task.get("length_buckets"), task.get("columns"))
 
     def batches(self, examples: Sequence[Example], batch_size: int = 64) -> PairBatches:
         """``examples`` encoded and batched with the padding policy the model was fine-tuned with."""
         data = encode(self.tokenizer, examples, self.max_seq_len)
         self.truncated = data.truncated
         fixed = self.max_seq_len if self.fixed_length else None
-        return PairBatches(data, batch_size, self.tokenizer.pad_id, fixed)
+        return PairBatches(data, batch_size, self.tokenizer.pad_id, fixed, buckets=self.buckets)
 
     def logits(self, examples: Sequence[Example], batch_size: int = 64) -> torch.Tensor:
         """Logits [N, num_labels] of :class:`~tokenmix.benchmarks.examples.Example` records, in order."""
         return predict_logits(self.model, self.batches(examples, batch_size))
 
-    def predict(self, inputs: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]:
+    def predict(self, inputs: Sequence[str | Sequence[str]], batch_size: int = 64,
+                progress: bool = False) -> list[dict[str, Any]]:
+        """``progress``: show a progress bar over the batches (``predict --input``)."""
         examples = [Example(x) if isinstance(x, str) else Example(x[0], x[1] if len(x) > 1 else None) for x in inputs]
         if not examples:
             return []
-        logits = self.logits(examples, batch_size)
+        logits = predict_logits(self.model, self.batches(examples, batch_size), progress)
         if self.labels is None:
             return [{"score": float(row[0])} for row in logits]
         probabilities = logits.softmax(-1)
@@ -73,20 +81,56 @@ def read_inputs(path: str) -> list[tuple[str, ...]]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"--file {file} does not exist")
-    rows = [tuple(line.split("\t")) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    bad = [i for i, row in enumerate(rows, 1) if len(row) > 2]
-    if bad:
-        raise ValueError(f"{file}: line {bad[0]} has {len(rows[bad[0] - 1])} tab-separated fields; expected a text "
-                         f"or a text pair")
-    return rows
+    numbered = [(number, tuple(line.split("\t")))  # numbers of the file's lines, blank ones counted
+                for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    for number, row in numbered:
+        if len(row) > 2:
+            raise ValueError(f"{file}: line {number} has {len(row)} tab-separated fields; expected a text or a text pair")
+    return [row for _, row in numbered]
+
+
+def table_inputs(config: PredictConfig, classifier: TextClassifier) -> tuple[list[str], list[dict[str, Any]],
+                                                                             list[tuple[str, ...]]]:
+    """(columns, rows, inputs) of ``--input``: the text (pair) columns given, else those the model was tuned on."""
+    columns, rows = read_table(config.input)
+    text = config.text_column or classifier.columns.get("text") or "text"
+    pair = config.text_pair_column or classifier.columns.get("pair") or ""
+    require_columns(columns, {"--text-column": text, "--text-pair-column": pair}, config.input)
+    inputs = []
+    for i, row in enumerate(rows, 1):
+        texts = (row.get(text), row.get(pair)) if pair else (row.get(text),)
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{config.input} row {i}: no text in column(s) {text!r}{f', {pair!r}' if pair else ''}; "
+                             f"every row needs one")
+        inputs.append(tuple(str(t) for t in texts))
+    return columns, rows, inputs
+
+
+def output_rows(columns: list[str], rows: list[dict[str, Any]], results: list[dict[str, Any]],
+                flat: bool) -> list[dict[str, Any]]:
+    """Each input row plus its ``label`` and probabilities (``p_<label>`` columns when ``flat``) or ``score``;
+    an added name the input already uses gets a ``predicted_`` prefix, so no input column is overwritten."""
+    if flat:
+        results = [{"label": r["label"], **{f"p_{k}": v for k, v in r["probabilities"].items()}} if "label" in r else r
+                   for r in results]
+    return [{**row, **{f"predicted_{k}" if k in columns else k: v for k, v in result.items()}}
+            for row, result in zip(rows, results)]
 
 
 def run_predict(config: PredictConfig) -> list[dict[str, Any]]:
     classifier = TextClassifier.from_pretrained(config.model, config.device)
-    inputs = read_inputs(config.file) if config.file else [tuple(config.texts)]
-    results = classifier.predict(inputs, config.batch_size)
+    if config.input:
+        columns, rows, inputs = table_inputs(config, classifier)
+    else:
+        inputs = read_inputs(config.file) if config.file else [tuple(config.texts)]
+    with autocast(config.precision, next(classifier.model.parameters()).device):
+        results = classifier.predict(inputs, config.batch_size, progress=bool(config.input))
     if classifier.truncated:
         print(f"note: {classifier.truncated} input(s) truncated to {classifier.max_seq_len} tokens", file=sys.stderr)
     if config.json:
         write_json(config.json, [{"input": list(x), **r} for x, r in zip(inputs, results)])
+    if config.output:
+        flat = not config.output.endswith((".jsonl", ".json"))
+        written = output_rows(columns, rows, results, flat)
+        write_table(config.output, list(dict.fromkeys(key for row in written[:1] for key in row)), written)
     return results

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from tokenmix.options import option
+from tokenmix.precisions import PRECISION_HELP, check_precision
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
 
@@ -15,6 +16,28 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in 
 def _paths(value: str | os.PathLike | tuple) -> tuple[str, ...]:
     """One path or several, as a tuple of strings (the Python API accepts a single path too)."""
     return (str(value),) if isinstance(value, (str, os.PathLike)) else tuple(map(str, value))
+
+
+def parse_length_buckets(spec: str, max_len: int) -> tuple[int, ...] | None:
+    """The lengths a parameter-free mixing pads an example to (the smallest that holds it), from
+    ``--length-buckets``: ``auto`` (every length to 32, then every 2nd to 64, every 4th to 128 and so on:
+    at most 1/16 padding), ``exact`` (``()``: each example at its own length), ``fixed`` (``None``: all
+    at ``max_len``, as the official code) or comma-separated lengths; ``max_len`` always ends the set."""
+    if spec == "fixed":
+        return None
+    if spec == "exact":
+        return ()
+    if spec == "auto":
+        return tuple(n for n in range(1, max_len + 1) if n % max(1, (1 << (n.bit_length() - 1)) // 16) == 0
+                     or n == max_len)
+    try:
+        lengths = sorted({int(part) for part in spec.split(",")})
+    except ValueError:
+        raise ValueError(f"--length-buckets {spec!r} is not auto, exact, fixed or comma-separated lengths "
+                         f"(e.g. 16,32,64)") from None
+    if lengths[0] < 1 or lengths[-1] > max_len:
+        raise ValueError(f"--length-buckets lengths must be in [1, --max-seq-len {max_len}], got {spec!r}")
+    return (*lengths, max_len) if lengths[-1] < max_len else tuple(lengths)
 
 
 @dataclass
@@ -31,6 +54,7 @@ class TokenizerTrainConfig:
     seed_size: int = option(1_000_000, "candidate pieces the EM starts from; fewer train faster but compress worse")
     shrinking_factor: float = option(0.75, "fraction of candidate pieces kept at each pruning round")
     n_sub_iterations: int = option(2, "EM iterations between pruning rounds")
+    overwrite: bool = option(False, "replace an existing tokenizer in --out (data prepared with it would no longer match)")
 
     def __post_init__(self) -> None:
         self.input = _paths(self.input)
@@ -76,13 +100,26 @@ class PredictConfig:
     model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
     file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
     json: str = option("", "write the predictions to this JSON file")
+    input: str = option("", "predict every row of this table (.csv, .tsv or .jsonl with a header) instead; needs --output")
+    output: str = option("", "with --input: write the input's columns plus label and probabilities (or score) here "
+                             "(.csv, .tsv or .jsonl)")
+    text_column: str = option("", "with --input: the text column (default: the one the model was fine-tuned on, else "
+                                  "'text')")
+    text_pair_column: str = option("", "with --input: the second text column of a pair task (default: as fine-tuned)")
     batch_size: int = option(64, "examples per batch")
     device: str = option("auto", "auto, cpu, cuda")
+    precision: str = option("auto", PRECISION_HELP)
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("missing --model: a folder written by `tokenmix finetune`")
-        if bool(self.texts) == bool(self.file):
-            raise ValueError('give either one or two texts (`tokenmix predict --model DIR "a sentence"`) or --file')
+        check_precision(self.precision)
+        if sum(map(bool, (self.texts, self.file, self.input))) != 1:
+            raise ValueError('give one or two texts (`tokenmix predict --model DIR "a sentence"`), --file, or --input '
+                             'with --output')
+        if bool(self.input) != bool(self.output):
+            raise ValueError("--input and --output go together: the table to read and the table to write")
+        if self.output and os.path.abspath(self.output) == os.path.abspath(self.input):
+            raise ValueError("--output is the --input file; write the predictions to another file")
         if len(self.texts) > 2:
             raise ValueError(f"got {len(self.texts)} texts; a single example has one text or a pair (quote each text)")

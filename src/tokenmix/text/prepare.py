@@ -104,7 +104,7 @@ def _is_heldout(seed: int, index: int, fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2.0**64 < fraction
 
 
-def _tokenizer_hash(source: Path) -> str:
+def tokenizer_sha256(source: Path) -> str:
     """sha256 over the files a tokenizer is loaded from (tokenizer.json and its config, or a .model)."""
     files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and (
         p.name in ("tokenizer.json", "tokenizer_config.json") or p.suffix == ".model"))
@@ -118,7 +118,7 @@ def _fingerprint(config: DataPrepareConfig, paths: list[Path]) -> dict[str, Any]
     return {
         "format": FORMAT,
         "inputs": [{"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in paths],
-        "tokenizer_sha256": _tokenizer_hash(Path(config.tokenizer)),
+        "tokenizer_sha256": tokenizer_sha256(Path(config.tokenizer)),
         "settings": {"heldout_fraction": config.heldout_fraction, "shard_tokens": config.shard_tokens, "seed": config.seed},
     }
 
@@ -141,6 +141,22 @@ def _check_output(out: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | No
         raise ValueError(f"{out} holds train/ or heldout/ data of unknown origin (no meta.json); remove that folder or "
                          "choose another --out")
     return None
+
+
+def data_tokenizer(data_dir: str | Path) -> Path:
+    """The tokenizer that the prepared data in ``data_dir`` was made with, checked against the sha256
+    recorded then: a tokenizer replaced since would give its token ids other meanings."""
+    meta = json.loads((Path(data_dir) / "meta.json").read_text())
+    path = Path(meta["config"]["tokenizer"])  # absolute since this version; older data: as given then
+    if not path.exists():
+        raise FileNotFoundError(f"the tokenizer {path} of the data in {data_dir} is not there (moved, or a path "
+                                f"relative to another folder); pass it with --tokenizer")
+    expected, found = meta["fingerprint"]["tokenizer_sha256"], tokenizer_sha256(path)
+    if found != expected:
+        raise ValueError(f"the tokenizer {path} (sha256 {found[:12]}) is not the one the data in {data_dir} was "
+                         f"prepared with (sha256 {expected[:12]}); pass the original with --tokenizer, or prepare the "
+                         f"data again")
+    return path
 
 
 def _complete(out: Path, meta: dict[str, Any]) -> bool:
@@ -227,7 +243,7 @@ def prepare_data(config: DataPrepareConfig) -> Path:
     write_json(out / "meta.json", {
         "format": FORMAT,
         "fingerprint": fingerprint,
-        "config": asdict(config),
+        "config": {**asdict(config), "tokenizer": str(Path(config.tokenizer).resolve())},  # usable from any folder
         "vocab_size": int(tokenizer.vocab_size),
         "dtype": dtype.name,
         "special_ids": special,

@@ -9,7 +9,8 @@ Example construction follows the official FNet C4 pipeline: consecutive lines of
 accumulated while they fit in ``max_seq_len - 3`` tokens, a random pivot splits them into segments A and
 B, and the input is ``[CLS] A [SEP] B [SEP]`` padded to ``max_seq_len``. ``nsp="swap"`` is the official
 task (B A for half of the pairs, label 1 = swapped); ``nsp="random"`` is BERT's (B from another document
-for half of the pairs, label 1 = random). Deliberate differences, both for random access: the document is
+for half of the pairs, label 1 = random); ``nsp="none"`` keeps every pair in order with label 0, for
+MLM-only pretraining (the objective then ignores the labels). Deliberate differences, both for random access: the document is
 drawn with probability proportional to its length and the chunk starts at a random line (the official
 stream walks every document from its start, so longer documents give proportionally more examples too);
 a chunk that reaches the end of its document is extended backwards so that it is as full as the
@@ -33,13 +34,14 @@ from tokenmix.text.prepare import FORMAT, KINDS, SPLITS
 from tokenmix.train.configs import PretrainingDataConfig
 
 SPLIT_IDS = {split: i for i, split in enumerate(SPLITS)}
+HELDOUT_BATCH = 32  # examples per held-out batch (--eval-batches counts these)
 
 
 class PretrainingDataset:
     """All shards of one split of a prepared folder, memory-mapped; :meth:`batch` builds batches."""
 
     def __init__(self, directory: str | Path, split: str = "train") -> None:
-        directory = Path(directory)
+        self.directory = directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: {directory} is not a finished data preparation; run "
@@ -118,7 +120,7 @@ class PretrainingDataset:
         if config.nsp == "swap":
             if rng.random() < 0.5:
                 a, b, label = b, a, 1
-        elif rng.random() < 0.5 and self.num_documents > 1:
+        elif config.nsp == "random" and rng.random() < 0.5 and self.num_documents > 1:
             for _ in range(10):  # another document; long documents are drawn more often, so retry
                 other = self._random_document(rng)
                 if other[:2] != (s, first):
@@ -177,9 +179,15 @@ class PretrainingDataset:
 
 
 def eval_batches(dataset: PretrainingDataset, num_batches: int, batch_size: int, config: PretrainingDataConfig,
-                 rank: int = 0, world_size: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-    """The fixed evaluation batches: steps ``0 .. num_batches - 1`` of ``dataset`` (pass the held-out split),
-    identical on every call, so evaluation losses are comparable across checkpoints and runs. Under DDP
-    rank ``r`` of ``world_size`` takes every ``world_size``-th batch from ``r`` on."""
-    for step in range(rank, num_batches, world_size):
-        yield dataset.batch(step, batch_size, config)
+                 rank: int = 0, world_size: int = 1) -> Iterator[tuple[dict[str, torch.Tensor], bool]]:
+    """The fixed evaluation set: the ``HELDOUT_BATCH`` examples of each of steps ``0 .. num_batches - 1``
+    of ``dataset`` (pass the held-out split), the same examples whatever the batch size and the number
+    of processes, so that evaluations are comparable across checkpoints and runs. They come in chunks
+    of at most ``batch_size``, dealt round-robin to the ranks; every rank gets as many chunks (sharded
+    models need every rank in every forward pass), and a chunk given only to even the count out is
+    yielded with ``counted=False``: run it, but leave it out of the sums."""
+    chunks = [(step, offset, min(batch_size, HELDOUT_BATCH - offset)) for step in range(num_batches)
+              for offset in range(0, HELDOUT_BATCH, batch_size)]
+    for index in range(rank, -(-len(chunks) // world_size) * world_size, world_size):
+        step, offset, size = chunks[index % len(chunks)]
+        yield dataset.batch(step, size, config, offset=offset), index < len(chunks)

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer as Backend
 from tokenizers.models import Unigram
 from tqdm.auto import tqdm
 
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, claim_output, write_json
 from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig
 from tokenmix.text.corpus import read_documents
 
@@ -69,6 +69,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
             raise ValueError(f"input {path} is a folder; pass the files in it, e.g. --input {path}/a.txt,{path}/b.txt")
         if not Path(path).is_file():
             raise FileNotFoundError(f"input file {path} not found; check the --input paths")
+    claim_output(config.out, config.overwrite)
     backend = Backend(Unigram())
     steps = [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
     backend.normalizer = normalizers.Sequence(steps + [normalizers.Lowercase()] * config.lowercase)
@@ -110,6 +111,14 @@ def _canonical_order(backend: Any) -> None:
     score = {p: low + k * 1e-4 for k, p in enumerate(ladder)}
     rest = sorted(((p, struct.unpack("<f", struct.pack("<f", score.get(p, s)))[0]) for p, s in rest), key=lambda x: (-x[1], x[0]))
     backend.model = Unigram([tuple(x) for x in specials] + rest, model["unk_id"], model.get("byte_fallback", False))
+
+
+def _read_backend(path: Path) -> Backend:
+    """A ``tokenizer.json``; one that the tokenizers library cannot parse is an error naming it."""
+    try:
+        return Backend.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for malformed files
+        raise ValueError(f"{path} is not a readable tokenizer ({err}); it is damaged: train or copy it again") from None
 
 
 class Tokenizer:
@@ -162,14 +171,14 @@ class Tokenizer:
         other ``*.model``), as the FNet checkpoints ship; a path to either file works too."""
         path = Path(directory)
         if path.is_file():
-            return cls.from_sentencepiece(path) if path.suffix == ".model" else cls(Backend.from_file(str(path)))
+            return cls.from_sentencepiece(path) if path.suffix == ".model" else cls(_read_backend(path))
         if not path.is_dir():
             raise FileNotFoundError(f"tokenizer folder {path} does not exist; train one with `tokenmix tokenizer train`")
         if (path / "tokenizer.json").is_file():
             meta = json.loads((path / "tokenizer_config.json").read_text()) if (path / "tokenizer_config.json").is_file() else {}
             names = {r: meta[f"{r}_token"] for r in ROLES if meta.get(f"{r}_token")}  # transformers may store dicts
             tokens = {r: t["content"] if isinstance(t, dict) else str(t) for r, t in names.items()}
-            return cls(Backend.from_file(str(path / "tokenizer.json")), tokens)
+            return cls(_read_backend(path / "tokenizer.json"), tokens)
         models = [path / "spiece.model"] if (path / "spiece.model").is_file() else sorted(path.glob("*.model"))
         if models:
             return cls.from_sentencepiece(models[0])

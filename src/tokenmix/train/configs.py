@@ -9,11 +9,24 @@ validation in ``__post_init__`` uses torch-free modules only (the model registry
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.models.registry import get_variant
 from tokenmix.options import option
+from tokenmix.precisions import PRECISION_HELP, check_precision
+from tokenmix.text.configs import parse_length_buckets
+
+NSP_TASKS = ("swap", "random", "none")
+SCHEDULES = ("linear", "budget")
+# What ``--recipe`` sets. "paper" is the official FNet recipe (the defaults); "budget" the short-budget
+# one, each choice measured (README "Budget recipe"). A recipe sets the fields still at their default, so
+# a flag given with another value wins; its overrides come before --override's, which therefore win too.
+RECIPES: dict[str, dict[str, object]] = {
+    "paper": {},
+    "budget": {"nsp": "none", "schedule": "budget", "learning_rate": 1e-3, "warmup_steps": 300, "batch_size": 64,
+               "override": ("dropout=0.0", "attention_dropout=0.0")},
+}
 
 
 @dataclass
@@ -24,8 +37,8 @@ class PretrainingDataConfig:
     max_predictions_per_seq: int = option(20, "masked-LM prediction slots per example (unused slots have weight 0; "
                                               "official: 80 at length 512)")
     mlm_probability: float = option(0.15, "fraction of the non-special tokens of an example that are predicted")
-    nsp: str = option("swap", "sentence-pair task: swap (official FNet: label 1 = segments swapped) or random (BERT: "
-                              "label 1 = second segment from another document)")
+    nsp: str = option("swap", "sentence-pair task: swap (official FNet: label 1 = segments swapped), random (BERT: "
+                              "label 1 = second segment from another document) or none (MLM only)")
     seed: int = option(0, "seed of the data (example j of step s depends only on (seed, split, s, j)); pretraining "
                           "also seeds the weights and dropout with it")
 
@@ -37,8 +50,8 @@ class PretrainingDataConfig:
                              f"got {self.max_predictions_per_seq}")
         if not 0.0 < self.mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {self.mlm_probability}")
-        if self.nsp not in ("swap", "random"):
-            raise ValueError(f"nsp must be 'swap' or 'random', got {self.nsp!r}")
+        if self.nsp not in NSP_TASKS:
+            raise ValueError(f"nsp must be one of {', '.join(NSP_TASKS)}, got {self.nsp!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
 
@@ -47,6 +60,8 @@ class PretrainingDataConfig:
 class PretrainConfig(PretrainingDataConfig):
     """``tokenmix pretrain``: the data fields above, then the model and the run."""
 
+    recipe: str = option("paper", "paper (the official settings: the defaults) or budget (MLM only, no dropout, lr 1e-3 "
+                                  "decaying to 0 at --max-time, batch 64; fields given explicitly win)")
     model: str = option("fnet", "registered model name (see `tokenmix models`)")
     preset: str = option("mini", "size preset")
     data: str = option("", "directory written by `tokenmix data prepare`")
@@ -55,15 +70,18 @@ class PretrainConfig(PretrainingDataConfig):
     batch_size: int = option(32, "examples per process per micro-step")
     grad_accum: int = option(1, "micro-steps accumulated per optimizer step")
     learning_rate: float = option(1e-4, "peak AdamW learning rate (official: 1e-4)")
-    warmup_steps: int = option(10000, "linear warm-up steps (official: 10000), then linear decay to 0 at max_steps")
+    warmup_steps: int = option(10000, "linear warm-up steps (official: 10000), then the --schedule decay")
+    schedule: str = option("linear", "learning-rate decay after the warm-up: linear (to 0 at --max-steps, official) or "
+                                     "budget (to 0 at --max-time seconds of training, as in Cramming)")
     max_steps: int = option(1_000_000, "optimizer steps (official: 1M)")
     max_time: float | None = option(None, "stop after this many seconds of training (a checkpoint is saved)")
     weight_decay: float = option(0.01, "AdamW weight decay, on all parameters as officially")
     clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
-    bf16: bool = option(False, "bfloat16 autocast")
+    precision: str = option("auto", PRECISION_HELP)
     compile: bool = option(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
     eval_every: int = option(1000, "evaluate on the held-out split every N steps")
-    eval_batches: int = option(20, "held-out batches per evaluation")
+    eval_batches: int = option(20, "held-out batches of 32 fixed examples per evaluation (the same examples "
+                                            "whatever --batch-size and the number of processes)")
     log_every: int = option(10, "append train metrics to metrics.jsonl every N steps")
     save_every: int = option(1000, "checkpoint every N steps")
     keep_checkpoints: int = option(3, "keep the newest K checkpoints")
@@ -78,6 +96,7 @@ class PretrainConfig(PretrainingDataConfig):
     device: str = option("auto", "auto, cpu, cuda")
 
     def __post_init__(self) -> None:
+        self.apply_recipe()
         get_variant(self.model)
         if not self.data:
             raise ValueError("missing --data: the directory written by `tokenmix data prepare`")
@@ -89,11 +108,28 @@ class PretrainConfig(PretrainingDataConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_grad_norm < 0:
             raise ValueError("learning_rate must be > 0, warmup_steps and clip_grad_norm >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "budget" and not self.max_time:
+            raise ValueError("--schedule budget decays the learning rate to 0 at --max-time; give --max-time (seconds)")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
+        check_precision(self.precision)
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             raise ValueError(f"--distill-alpha must be in [0, 1] and --distill-temperature > 0, got "
                              f"{self.distill_alpha} and {self.distill_temperature}")
+
+
+    def apply_recipe(self) -> None:
+        """Set the fields of ``--recipe`` that are still at their default (see :data:`RECIPES`)."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, value in RECIPES[self.recipe].items():
+            if name == "override":
+                self.override = (*value, *self.override)  # type: ignore[misc]
+            elif getattr(self, name) == defaults[name]:
+                setattr(self, name, value)
 
 
 @dataclass
@@ -113,7 +149,7 @@ class FitConfig:
     log_every: int = option(20, "append training loss to metrics.jsonl every N steps")
     seed: int = option(0, "seed of the head's initialisation, the data order and dropout")
     device: str = option("auto", "auto, cpu, cuda")
-    bf16: bool = option(False, "bfloat16 autocast")
+    precision: str = option("auto", PRECISION_HELP)
     resume: bool = option(False, "continue unfinished runs in --out and skip finished ones")
     overwrite: bool = option(False, "delete existing runs in --out and start over")
 
@@ -126,6 +162,7 @@ class FitConfig:
             raise ValueError("--epochs must be > 0 (or give --max-steps)")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        check_precision(self.precision)
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
 
@@ -148,8 +185,12 @@ class FinetuneOptions(FitConfig):
     tokenizer: str = option("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
     data_dir: str = option("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
     out: str = option("", "output directory")
-    max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); models that mix "
-                              "with a fixed transform (FNet, Linear...) are always padded to exactly this length")
+    max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); mixings with "
+                              "length-sized parameters (Linear, Random...) are always padded to exactly this length")
+    length_buckets: str = option("auto", "lengths Fourier/Hartley mixing pads an example to (the smallest that holds "
+                                         "it; batches formed within one length): auto (every length to 32, then every "
+                                         "2nd to 64, every 4th to 128...), exact, fixed (all at --max-seq-len, as the "
+                                         "official code) or comma-separated lengths")
     eval_batch_size: int = option(128, "examples per evaluation batch")
     max_train_examples: int = option(0, "use a random subset of at most N training examples (0 = all)")
     train_from_dev: float = option(0.0, "for a task without train.tsv (e.g. QNLI here): train on this fraction of its dev "
@@ -159,14 +200,22 @@ class FinetuneOptions(FitConfig):
         super().__post_init__()
         if not self.init:
             raise ValueError("missing --init: a model folder / run directory, or 'scratch' with --model and --preset")
-        if not self.data_dir:
+        if self.init != "scratch" and (self.model, self.preset) != ("fnet", "mini"):  # the defaults: not given
+            raise ValueError(f"--model/--preset choose the architecture only with --init scratch; --init {self.init} "
+                             f"brings its own: drop them, or use --override to change a setting")
+        if not self.data_dir and not self.own_data():
             raise ValueError("missing --data-dir: a folder in the official GLUE layout (e.g. ../shared/data/glue)")
         if not self.out:
             raise ValueError("missing --out: the output directory")
         if self.max_seq_len < 4 or self.eval_batch_size < 1 or self.max_train_examples < 0:
             raise ValueError("max_seq_len must be >= 4, eval_batch_size >= 1, max_train_examples >= 0")
+        parse_length_buckets(self.length_buckets, self.max_seq_len)
         if not 0 <= self.train_from_dev < 1:
             raise ValueError(f"--train-from-dev must be a fraction in [0, 1), got {self.train_from_dev}")
+
+    def own_data(self) -> bool:
+        """True when the data are the user's tables (``finetune --text-column ...``), not a benchmark folder."""
+        return False
 
 
 @dataclass
@@ -174,11 +223,30 @@ class FinetuneConfig(FinetuneOptions):
     task: str = option("", "task: GLUE cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; SuperGLUE boolq, cb, copa, "
                        "multirc, record, rte, wic, wsc (with --benchmark superglue)")
     benchmark: str = option("glue", "glue (official TSV layout) or superglue (official jsonl layout)")
+    train_file: str = option("", "your own data instead of --task: training table (.csv, .tsv or .jsonl, with a header)")
+    validation_file: str = option("", "with --train-file: validation table (same columns), for the sweep and metrics")
+    test_file: str = option("", "with --train-file: optional table to predict (scored too when it has the label column)")
+    text_column: str = option("", "with --train-file: the column holding the text")
+    text_pair_column: str = option("", "with --train-file: the column holding the second text of a pair (optional)")
+    label_column: str = option("label", "with --train-file: the column holding the label (class name, integer or number)")
+    regression: bool = option(False, "with --train-file: the label is a number to predict (regression), not a class")
+
+    def own_data(self) -> bool:
+        return bool(self.train_file or self.text_column)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.own_data():
+            if self.task:
+                raise ValueError("give --task (a benchmark task) or --train-file (your own data), not both")
+            if not self.text_column:
+                raise ValueError("missing --text-column: the column of --train-file that holds the text")
+            if not self.label_column:
+                raise ValueError("missing --label-column: the column of --train-file that holds the label")
+            return
         if not self.task:
-            raise ValueError("missing --task (GLUE: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)")
+            raise ValueError("missing --task (GLUE: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or "
+                             "--train-file with --validation-file and --text-column (your own data)")
         get_benchmark_task(self.benchmark, self.task)
 
 
@@ -206,6 +274,9 @@ class DistillConfig(FinetuneOptions):
     temperature: float = option(2.0, "softmax temperature of the KL term")
 
     def __post_init__(self) -> None:
+        if self.model not in ("fnet", self.student):  # "fnet": FinetuneOptions' default, i.e. not given
+            raise ValueError(f"distill takes the student's variant from --student, not --model {self.model}; "
+                             f"use --student {self.model}")
         self.model = self.student
         super().__post_init__()
         if not self.teacher:
@@ -233,10 +304,12 @@ class DemoConfig:
     max_args: int = option(5, "most arguments per ListOps operator (at least 2)")
     seed: int = option(0, "seed of the data and of each model's initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", PRECISION_HELP)
     json: str | None = option(None, "also write the results as JSON to this path")
 
     def __post_init__(self) -> None:
         self.models = tuple(self.models)
+        check_precision(self.precision)
         if not self.models:
             raise ValueError("models is empty; name at least one model (see `tokenmix models`)")
         for name in ("seq_len", "batch_size", "train_size", "eval_size"):

@@ -71,6 +71,7 @@ def _train_and_evaluate(config: DemoConfig, name: str) -> dict[str, Any]:
     stream = _shuffled_batches(train, config.batch_size, torch.Generator().manual_seed(config.seed))  # same for every model
     settings = TrainSettings(
         learning_rate=config.learning_rate, max_time=config.seconds, evaluate_at_stop=False, desc=name,
+        precision=config.precision,
         schedule=lambda step, seconds: min(1.0, (seconds + 1e-3) / (WARMUP_FRACTION * config.seconds)))
     with PeakMemory(device) as memory:  # the model's weights count too
         model = create_model(name, config.preset, head="classification", num_labels=listops.NUM_CLASSES,

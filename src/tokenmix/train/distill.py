@@ -31,9 +31,8 @@ from tokenmix.io.files import atomic_write, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
 from tokenmix.models.heads import TokenMixForSequenceClassification
-from tokenmix.models.mixing.registry import is_length_dependent
 from tokenmix.text.classifier import TextClassifier
-from tokenmix.text.pairs import PairBatches, predict_logits
+from tokenmix.text.pairs import PairBatches, padding_policy, predict_logits
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.configs import DistillConfig
 from tokenmix.train.finetune import (
@@ -126,8 +125,8 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
 
     probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
                                                              teacher.tokenizer.vocab_size, teacher.tokenizer.pad_id))
-    fixed = config.max_seq_len if is_length_dependent(probe.config) else None
-    data = prepare_task(config, adapter, teacher.tokenizer, fixed)
+    fixed, buckets = padding_policy(probe.config, config.max_seq_len, config.length_buckets)
+    data = prepare_task(config, adapter, teacher.tokenizer, fixed, buckets)
     data.batches["train"].extras = {"teacher_logits": teacher_logits(teacher, teacher_dir, data.train.examples,
                                                                      f"{adapter.benchmark}-{adapter.name}")}
     first = adapter.eval_splits[0]

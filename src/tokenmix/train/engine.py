@@ -4,7 +4,7 @@ Long Range Arena, distillation and the demo.
 A caller brings a model, the micro-batches of each optimizer step (``batches(step)``; a pure function of
 the step, or a stream positioned at the resumed step, so that a resume is exact) and an
 :class:`Objective`. :meth:`Engine.run` does the rest: the learning rate from a schedule hook, forward
-passes under bf16 autocast, backward, gradient accumulation over the micro-batches (the DDP / FSDP
+passes under the ``--precision`` autocast, backward, gradient accumulation over the micro-batches (the DDP / FSDP
 gradient all-reduce only on the last one), clipping, the AdamW step, a stop on a non-finite loss, train
 records in ``metrics.jsonl`` and the progress bar, evaluation and checkpoints every N steps and at the
 stop, SIGINT/SIGTERM (checkpoint, then ``KeyboardInterrupt``) and ``--max-time``. :meth:`Engine.resume`
@@ -21,7 +21,9 @@ LayerNorm (the BERT convention); it now decays everything too, which cannot matt
 timing-based figures.
 
 Time: ``max_time`` and ``train_seconds`` count training steps only, not evaluations or checkpoints, so
-that a time budget buys every model the same training.
+that a time budget buys every model the same training. A checkpoint records ``train_seconds`` and a
+resumed run continues that clock, so ``max_time`` is the run's budget across resumes and a schedule over
+time (``schedule(step, train_seconds)``) continues where it stopped.
 """
 
 from __future__ import annotations
@@ -39,16 +41,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tokenmix.bench.measure import PeakMemory
-from tokenmix.devices import synchronize
+from tokenmix.devices import autocast, synchronize
+from tokenmix.io.files import atomic_write
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.train.distributed import DistributedContext, gradient_sync, wrap_model
 from tokenmix.train.optim import adamw
 from tokenmix.train.state import (
     CHECKPOINTS,
     StopSignal,
-    checkpoint_dirs,
     gather_state,
     load_checkpoint,
+    newest_sound_checkpoint,
     restore_rng,
     save_checkpoint,
 )
@@ -106,7 +109,7 @@ class TrainSettings:
     max_time: float | None = None  # seconds of training steps
     weight_decay: float = 0.01
     clip_grad_norm: float = 0.0  # 0 = off
-    bf16: bool = False
+    precision: str = "fp32"  # --precision: fp32, bf16 or auto (tokenmix.devices.resolve_precision)
     log_every: int = 1
     eval_every: int = 0  # 0 = never on a schedule
     evaluate_at_stop: bool = True  # also evaluate when the run stops (if not done at that step)
@@ -122,19 +125,31 @@ class RunResult:
     step: int  # the step reached
     trained_steps: int  # steps this process ran (after a resume, the steps after the checkpoint)
     stop_reason: str  # max_steps or max_time
-    train_seconds: float
+    train_seconds: float  # of the whole run, resumes included
     peak_memory_bytes: int
+    session_seconds: float  # of the trained_steps of this process
 
     @property
     def steps_per_s(self) -> float:
-        return self.trained_steps / max(self.train_seconds, 1e-9)
+        return self.trained_steps / max(self.session_seconds, 1e-9)
 
 
 def truncate_records(path: Path, step: int) -> None:
-    """Drop the ``metrics.jsonl`` records of steps after ``step``: a resumed run logs them again."""
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+    """Drop the ``metrics.jsonl`` records of steps after ``step`` (a resumed run logs them again) and a
+    last line cut short by a kill; a damaged line before it is an error naming the file and line."""
+    if not path.exists():
+        return
+    lines, kept = path.read_text().splitlines(), []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # the line being written when the process died
+                break
+            raise ValueError(f"{path}:{number} is not a JSON record; repair or delete that line, then resume") from None
+        if record["step"] <= step:
+            kept.append(line)
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in kept)))
 
 
 def _due(step: int, every: int) -> bool:
@@ -152,19 +167,21 @@ class Engine:
         self.model = wrap_model(model.to(context.device), context, fsdp)
         self.optimizer = adamw(self.model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
         self.step = 0
+        self.train_seconds = 0.0  # training time of the run so far, resumes included
         self.evaluated_at: int | None = None
         self.saved_at: int | None = None
         self.metrics_file = run_dir / METRICS if run_dir is not None and context.is_main else None
 
     def resume(self) -> dict[str, Any]:
-        """Continue from the newest checkpoint in the run directory (weights, optimizer, RNG, step;
+        """Continue from the newest intact checkpoint in the run directory (weights, optimizer, RNG, step;
         ``metrics.jsonl`` cut back to that step); returns the caller's state saved with it."""
         assert self.run_dir is not None, "resume needs a run directory"
-        state = load_checkpoint(checkpoint_dirs(self.run_dir)[-1], self.model, self.optimizer, self.model_config)
+        state = load_checkpoint(newest_sound_checkpoint(self.run_dir), self.model, self.optimizer, self.model_config)
         restore_rng(state.pop("rng"))
         state.pop("optimizer")
         self.step = self.saved_at = state.pop("step")
         self.evaluated_at = state.pop("evaluated_at", None)
+        self.train_seconds = state.pop("train_seconds", 0.0)  # 0 for checkpoints older than the clock
         if self.metrics_file is not None:
             truncate_records(self.metrics_file, self.step)
         return state
@@ -175,12 +192,12 @@ class Engine:
                 f.write(json.dumps(entry) + "\n")
 
     def evaluate(self, evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
-        """``evaluate(model)`` in eval mode without gradients (under bf16 autocast if set), recorded."""
+        """``evaluate(model)`` in eval mode without gradients (under the training precision's autocast), recorded."""
         self.model.eval()
         with torch.no_grad(), self._autocast():
             metrics = evaluate(self.model)
         self.model.train()
-        self.record({"step": self.step, "split": self.settings.eval_split, **metrics})
+        self.record({"step": self.step, "split": self.settings.eval_split, "train_seconds": self.train_seconds, **metrics})
         self.evaluated_at = self.step
         return metrics
 
@@ -190,7 +207,8 @@ class Engine:
         model_state, optimizer_state = gather_state(self.model, self.optimizer)
         if self.context.is_main:
             save_checkpoint(self.run_dir, self.model_config, model_state, optimizer_state, self.step,
-                            {"evaluated_at": self.evaluated_at, **state}, self.settings.keep_checkpoints)
+                            {"evaluated_at": self.evaluated_at, "train_seconds": self.train_seconds, **state},
+                            self.settings.keep_checkpoints)
         self.context.barrier()
         self.saved_at = self.step
 
@@ -232,9 +250,9 @@ class Engine:
         every ``eval_every`` steps (and at the stop with ``evaluate_at_stop``), ``state()`` is saved with each
         checkpoint."""
         settings, context = self.settings, self.context
-        first_step, train_seconds, start = self.step, 0.0, time.perf_counter()
+        first_step, first_seconds, start = self.step, self.train_seconds, time.perf_counter()
         running: dict[str, float] = {}
-        interval_steps, interval_seconds, stop_reason = 0, 0.0, self._stop_reason(train_seconds, None)
+        interval_steps, interval_seconds, stop_reason = 0, 0.0, self._stop_reason(None)
         # a run that ends on the clock has no step total worth showing (its ETA would mislead)
         total = settings.max_steps if settings.max_steps and settings.max_time is None else None
         synchronize(context.device)
@@ -244,34 +262,35 @@ class Engine:
                      disable=not context.is_main) as bar:
             while stop_reason is None:
                 step_start = time.perf_counter()
-                metrics = self.train_step(batches(self.step), objective, train_seconds)
+                metrics = self.train_step(batches(self.step), objective, self.train_seconds)
                 seconds = time.perf_counter() - step_start
-                train_seconds += seconds
+                self.train_seconds += seconds
                 for name, value in metrics.items():
                     running[name] = running.get(name, 0.0) + value
                 interval_steps, interval_seconds = interval_steps + 1, interval_seconds + seconds
                 if _due(self.step, settings.log_every) or self.step == settings.max_steps:
                     self._log(bar, {k: v / interval_steps for k, v in running.items()},
-                              interval_steps / max(interval_seconds, 1e-9), time.perf_counter() - start, train_seconds)
+                              interval_steps / max(interval_seconds, 1e-9), time.perf_counter() - start)
                     running, interval_steps, interval_seconds = {}, 0, 0.0
                 bar.update(1)
-                stop_reason = self._stop_reason(train_seconds, signal)
+                stop_reason = self._stop_reason(signal)
                 self._evaluate_and_save(stop_reason, evaluate, state)
             self._evaluate_and_save(stop_reason, evaluate, state)  # a resumed run that had already ended
         if stop_reason == "signal":
             where = f"; checkpoint saved in {self.run_dir}, continue with --resume" if self.run_dir else ""
             raise KeyboardInterrupt(f"stopped by {signal.received or 'a signal'} at step {self.step}{where}")
-        return RunResult(self.step, self.step - first_step, stop_reason, train_seconds, peak.bytes)
+        return RunResult(self.step, self.step - first_step, stop_reason, self.train_seconds, peak.bytes,
+                         self.train_seconds - first_seconds)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16)
+        return autocast(self.settings.precision, self.context.device)
 
-    def _stop_reason(self, train_seconds: float, signal: StopSignal | None) -> str | None:
+    def _stop_reason(self, signal: StopSignal | None) -> str | None:
         """signal, max_time or max_steps once the run must stop (agreed by every rank), else None."""
         settings = self.settings
         flags = self.context.sum_named({
             "signal": float(signal is not None and signal.received is not None),
-            "max_time": float(settings.max_time is not None and train_seconds >= settings.max_time)})
+            "max_time": float(settings.max_time is not None and self.train_seconds >= settings.max_time)})
         if flags["signal"]:
             return "signal"
         if flags["max_time"]:
@@ -289,7 +308,7 @@ class Engine:
         if self.run_dir is not None and self.saved_at != self.step and (_due(self.step, settings.save_every) or stopping):
             self.save(state())
 
-    def _log(self, bar: tqdm, means: dict[str, float], steps_per_s: float, elapsed: float, train_seconds: float) -> None:
+    def _log(self, bar: tqdm, means: dict[str, float], steps_per_s: float, elapsed: float) -> None:
         settings = self.settings
         entry: dict[str, Any] = {"step": self.step, "split": "train", **means,
                                  "lr": self.optimizer.param_groups[0]["lr"], "steps_per_s": steps_per_s}
@@ -298,7 +317,7 @@ class Engine:
             entry.update(tokens_per_s=steps_per_s * settings.tokens_per_step, elapsed_s=elapsed)
             postfix["tok_s"] = f"{entry['tokens_per_s']:.0f}"
         if settings.max_time:
-            postfix["left"] = f"{max(settings.max_time - train_seconds, 0) / 60:.1f}min"
+            postfix["left"] = f"{max(settings.max_time - self.train_seconds, 0) / 60:.1f}min"
         self.record(entry)
         bar.set_postfix(postfix, refresh=False)
 
@@ -306,6 +325,8 @@ class Engine:
         if self.run_dir is None:
             return "Lower the learning rate or clip the gradient norm."
         where = self.run_dir / CHECKPOINTS
-        good = f"The last good checkpoint is step {self.saved_at} in {where}" if self.saved_at is not None \
-            else f"No checkpoint was saved yet in {where}"
-        return f"{good}: resume with --resume and a lower learning rate or --clip-grad-norm"
+        if self.saved_at is None:
+            return (f"No checkpoint was saved yet in {where}: start again with --overwrite and a lower learning rate "
+                    f"or --clip-grad-norm, or check the training data for non-finite values")
+        return (f"The last good checkpoint is step {self.saved_at} in {where}: resume with --resume and a lower "
+                f"learning rate or --clip-grad-norm")

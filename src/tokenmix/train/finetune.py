@@ -1,4 +1,6 @@
-"""Fine-tuning on a GLUE or SuperGLUE task: ``tokenmix finetune --task sst2 --init RUN_DIR --data-dir DIR --out DIR``.
+"""Fine-tuning on a GLUE or SuperGLUE task (``tokenmix finetune --task sst2 --init RUN_DIR --data-dir DIR --out
+DIR``) or on your own tables (``--train-file F --validation-file F --text-column C --label-column C``, or a
+``datasets.DatasetDict`` through :func:`run_finetune`).
 
 Starts from any tokenmix model folder or run directory (pretraining, a converted Hugging Face FNet,
 another fine-tuned model) or from random initialisation (``--init scratch``); the pretraining head is
@@ -21,15 +23,16 @@ from typing import Any
 import torch
 
 from tokenmix.benchmarks.adapters import get_adapter
+from tokenmix.benchmarks.custom import TableAdapter, TableColumns
 from tokenmix.devices import resolve_device
 from tokenmix.io.checkpoint import find_model_dir
 from tokenmix.io.files import write_json
 from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
-from tokenmix.models.mixing.registry import is_length_dependent
 from tokenmix.models.registry import make_config
-from tokenmix.text.pairs import PairBatches, encode, predict_logits
+from tokenmix.text.pairs import PairBatches, encode, padding_policy, predict_logits
+from tokenmix.text.prepare import data_tokenizer
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.configs import FinetuneConfig, FinetuneOptions
 from tokenmix.train.supervised import fit_sweep
@@ -50,9 +53,10 @@ def find_tokenizer(init: str, explicit: str = "") -> Any:
                 return Tokenizer.load(folder)
             record = folder / "train_config.json"
             if record.is_file():
-                meta = Path(json.loads(record.read_text()).get("data", "")) / "meta.json"
-                if meta.is_file():
-                    return Tokenizer.load(json.loads(meta.read_text())["config"]["tokenizer"])
+                data = Path(json.loads(record.read_text()).get("data", ""))
+                data = data if data.is_absolute() or data.is_dir() else folder / data  # older runs: relative
+                if (data / "meta.json").is_file():
+                    return Tokenizer.load(data_tokenizer(data))
     raise FileNotFoundError(f"no tokenizer found for --init {init}; pass --tokenizer (a folder with tokenizer.json, "
                             f"e.g. one trained with `tokenmix tokenizer train`)")
 
@@ -108,9 +112,11 @@ class TaskData:
     truncated: dict[str, int]
     fixed: int | None
     protocol: str = ""
+    buckets: tuple[int, ...] | None = None  # per-example lengths of a parameter-free mixing (see padding_policy)
 
 
-def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: int | None) -> TaskData:
+def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: int | None,
+                 buckets: tuple[int, ...] | None = None) -> TaskData:
     evals = {name: adapter.read(options.data_dir, name) for name in adapter.eval_splits}
     first, protocol = adapter.eval_splits[0], ""
     if options.train_from_dev and not adapter.has(options.data_dir, "train"):
@@ -134,12 +140,13 @@ def prepare_task(options: FinetuneOptions, adapter: Any, tokenizer: Any, fixed: 
     for name, split in {"train": train, **evals, **tests}.items():
         data = encode(tokenizer, split.examples, options.max_seq_len)
         size = options.batch_size if name == "train" else options.eval_batch_size
-        batches[name] = PairBatches(data, size, tokenizer.pad_id, fixed, options.seed, adapter.is_regression)
+        batches[name] = PairBatches(data, size, tokenizer.pad_id, fixed, options.seed, adapter.is_regression,
+                                    buckets=buckets)
         truncated[name] = data.truncated
     if any(truncated.values()):
         print(f"note: truncated to {options.max_seq_len} tokens: "
               + ", ".join(f"{n} {c}" for n, c in truncated.items() if c), file=sys.stderr)
-    return TaskData(adapter, tokenizer, train, evals, tests, batches, truncated, fixed, protocol)
+    return TaskData(adapter, tokenizer, train, evals, tests, batches, truncated, fixed, protocol, buckets)
 
 
 def task_values(model: Any, data: TaskData, split: str) -> list:
@@ -164,21 +171,41 @@ def evaluate_and_write(model: Any, data: TaskData, out: Path, submission_dir: Pa
 def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -> None:
     """Tokenizer and ``task.json`` beside the weights, so ``tokenmix predict`` needs only the folder."""
     data.tokenizer.save(directory)
+    columns = asdict(data.adapter.columns) if isinstance(data.adapter, TableAdapter) else None
     write_json(directory / TASK_FILE, {"benchmark": data.adapter.benchmark, "task": data.adapter.name,
                                        "labels": data.adapter.labels, "max_seq_len": options.max_seq_len,
-                                       "fixed_length": data.fixed is not None})
+                                       "fixed_length": data.fixed is not None,
+                                       "length_buckets": None if data.buckets is None else list(data.buckets),
+                                       "columns": columns})
 
 
-def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> dict[str, Any]:
-    """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``."""
-    adapter, out = get_adapter(config.benchmark, config.task), Path(config.out)
+def table_adapter(config: FinetuneConfig, dataset: Any = None) -> TableAdapter:
+    """The adapter of your own data: ``dataset`` (a ``datasets.DatasetDict`` or a dict of splits, with
+    ``train`` and ``validation``, optionally ``test``), else ``--train-file`` / ``--validation-file`` /
+    ``--test-file``."""
+    columns = TableColumns(config.text_column, config.label_column, config.text_pair_column, config.regression)
+    if dataset is not None:
+        return TableAdapter(columns, {split: dataset[split] for split in dataset})
+    if not config.train_file or not config.validation_file:
+        raise ValueError("your own data needs --train-file and --validation-file (tables with a header: .csv, .tsv, "
+                         ".jsonl)")
+    sources = {"train": config.train_file, "validation": config.validation_file, "test": config.test_file or None}
+    return TableAdapter(columns, sources)
+
+
+def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None, dataset: Any = None) -> dict[str, Any]:
+    """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``.
+    ``dataset``: your own data as a ``datasets.DatasetDict`` (with ``config.text_column`` etc.)."""
+    own = config.own_data() or dataset is not None
+    adapter = table_adapter(config, dataset) if own else get_adapter(config.benchmark, config.task)
+    out = Path(config.out)
     tokenizer = find_tokenizer(config.init, config.tokenizer)
 
     probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
                                                              tokenizer.vocab_size, tokenizer.pad_id))
-    fixed = config.max_seq_len if is_length_dependent(probe.config) else None
+    fixed, buckets = padding_policy(probe.config, config.max_seq_len, config.length_buckets)
     params, variant = probe.num_parameters(), probe.config.variant
-    data = prepare_task(config, adapter, tokenizer, fixed)
+    data = prepare_task(config, adapter, tokenizer, fixed, buckets)
     first = adapter.eval_splits[0]
 
     def evaluate(model: Any) -> dict[str, float]:
@@ -198,7 +225,8 @@ def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None) -> 
         "train_examples": len(data.train.examples), "truncated": data.truncated,
         "skipped": {name: split.skipped for name, split in {"train": data.train, **data.evals, **data.tests}.items()},
         "steps": chosen["steps"], "steps_per_s": chosen["steps_per_s"], "train_seconds": chosen["train_seconds"],
-        "fixed_length": fixed, "config": asdict(config),
+        "fixed_length": fixed, "length_buckets": "exact" if buckets == () else buckets and list(buckets),
+        "config": asdict(config),
     }
     write_json(out / "metrics.json", metrics)
     return metrics

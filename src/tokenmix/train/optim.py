@@ -26,3 +26,10 @@ def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -> float
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def warmup_budget_decay(step: int, train_seconds: float, warmup_steps: int, budget_seconds: float) -> float:
+    """The budget recipe's multiplier (Cramming's one-cycle over a time budget): linear warm-up over
+    ``warmup_steps``, then linear decay to 0 when ``train_seconds`` reaches ``budget_seconds``, so the
+    run ends annealed whatever its speed."""
+    return min((step + 1) / max(warmup_steps, 1), max(0.0, 1.0 - train_seconds / budget_seconds))

@@ -1,4 +1,4 @@
-"""MLM + NSP pretraining, single process or under ``torchrun`` (DDP, or FSDP with ``--fsdp``).
+"""MLM + NSP (or MLM-only, ``--nsp none``) pretraining, single process or under ``torchrun`` (DDP, or FSDP with ``--fsdp``).
 
 Exact resumption: the batch of a step is a pure function of (seed, step) (see
 :mod:`tokenmix.text.pretraining`), and a checkpoint holds the weights, the optimizer state, the RNG
@@ -12,6 +12,8 @@ The loop itself is :class:`~tokenmix.train.engine.Engine`'s; this module supplie
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenmix.devices import device_name, resolve_device
-from tokenmix.io.files import write_json
+from tokenmix.io.files import FolderLock, write_json
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
 from tokenmix.models.heads import PreTrainingOutput
 from tokenmix.models.registry import make_config
+from tokenmix.text.prepare import data_tokenizer
 from tokenmix.text.pretraining import PretrainingDataset, eval_batches
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.configs import PretrainConfig
@@ -33,25 +36,29 @@ from tokenmix.train.distill import soft_kl
 from tokenmix.train.distributed import DistributedContext, init_distributed, shutdown
 from tokenmix.train.engine import Batch, Engine, TrainSettings
 from tokenmix.train.finetune import find_tokenizer
-from tokenmix.train.optim import warmup_linear_decay
-from tokenmix.train.state import prepare_run_dir
+from tokenmix.train.optim import warmup_budget_decay, warmup_linear_decay
+from tokenmix.train.state import finished_summary, prepare_run_dir
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "masked_positions")
 
 
-def pretraining_sums(out: PreTrainingOutput, batch: Batch) -> dict[str, torch.Tensor]:
-    """MLM and NSP loss sums and correct predictions over the batch (masked-position weights applied)."""
+def pretraining_sums(out: PreTrainingOutput, batch: Batch, nsp: bool = True) -> dict[str, torch.Tensor]:
+    """MLM (and, with ``nsp``, NSP) loss sums and correct predictions over the batch (masked-position
+    weights applied)."""
     assert out.mlm_logits is not None and out.nsp_logits is not None
     labels, weights = batch["masked_labels"].flatten(), batch["masked_weights"].flatten().float()
     logits = out.mlm_logits.flatten(0, 1).float()
-    nsp_logits, nsp_labels = out.nsp_logits.float(), batch["next_sentence_labels"]
-
-    return {
+    sums = {
         "mlm_loss": (F.cross_entropy(logits, labels, reduction="none") * weights).sum(),
         "mlm_correct": ((logits.argmax(-1) == labels).float() * weights).sum(),
-        "nsp_loss": F.cross_entropy(nsp_logits, nsp_labels, reduction="sum"),
-        "nsp_correct": (nsp_logits.argmax(-1) == nsp_labels).float().sum(),
     }
+    if nsp:
+        nsp_logits, nsp_labels = out.nsp_logits.float(), batch["next_sentence_labels"]
+        sums["nsp_loss"] = F.cross_entropy(nsp_logits, nsp_labels, reduction="sum")
+        sums["nsp_correct"] = (nsp_logits.argmax(-1) == nsp_labels).float().sum()
+    else:  # the NSP head stays in the model, outside the loss: zero gradients keep DDP's buckets complete
+        sums["nsp_loss"] = 0.0 * out.nsp_logits.sum()
+    return sums
 
 
 def pretraining_counts(batch: Batch) -> dict[str, float | torch.Tensor]:
@@ -60,21 +67,25 @@ def pretraining_counts(batch: Batch) -> dict[str, float | torch.Tensor]:
 
 
 def pretraining_metrics(totals: dict[str, float]) -> dict[str, float]:
-    """Mean losses and accuracies from the sums and counts of every batch and rank."""
+    """Mean losses and accuracies from the sums and counts of every batch and rank (no NSP metrics
+    without NSP sums: MLM-only pretraining)."""
     masked, examples = max(totals["masked"], 1.0), max(totals["examples"], 1.0)
     mlm_loss, nsp_loss = totals["mlm_loss"] / masked, totals["nsp_loss"] / examples
-    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "mlm_accuracy": totals["mlm_correct"] / masked,
-            "nsp_loss": nsp_loss, "nsp_accuracy": totals["nsp_correct"] / examples}
+    metrics = {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "mlm_accuracy": totals["mlm_correct"] / masked}
+    if "nsp_correct" in totals:
+        metrics.update(nsp_loss=nsp_loss, nsp_accuracy=totals["nsp_correct"] / examples)
+    return metrics
 
 
 @dataclass
 class PretrainingObjective:
-    """MLM mean + NSP mean (+ the MoE auxiliary losses, averaged over micro-batches and ranks); with a
-    teacher the MLM term becomes α·KL(teacher ‖ student)·T² + (1−α)·cross-entropy."""
+    """MLM mean + NSP mean (without ``nsp``: MLM only) (+ the MoE auxiliary losses, averaged over
+    micro-batches and ranks); with a teacher the MLM term becomes α·KL(teacher ‖ student)·T² + (1−α)·cross-entropy."""
 
     teacher: nn.Module | None = None
     alpha: float = 0.5
     temperature: float = 2.0
+    nsp: bool = True
 
     def counts(self, batch: Batch) -> dict[str, float | torch.Tensor]:
         return pretraining_counts(batch)
@@ -82,7 +93,7 @@ class PretrainingObjective:
     def loss(self, model: nn.Module, batch: Batch, totals: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs = {k: batch[k] for k in MODEL_INPUTS}
         out = model(**inputs)
-        sums = pretraining_sums(out, batch)
+        sums = pretraining_sums(out, batch, self.nsp)
         mlm = sums["mlm_loss"]
         if self.teacher is not None:
             with torch.no_grad():
@@ -96,7 +107,7 @@ class PretrainingObjective:
 
     def metrics(self, sums: dict[str, float], totals: dict[str, float]) -> dict[str, float]:
         means = pretraining_metrics({**sums, **totals})
-        logged = {name: means[name] for name in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy")}
+        logged: dict[str, float] = {name: means[name] for name in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy") if name in means}
         logged["aux_loss"] = sums["aux_loss"]
         if "distill_kl" in sums:
             logged["distill_kl"] = sums["distill_kl"] / max(totals["masked"], 1.0)
@@ -115,7 +126,7 @@ def load_teacher(path: str, data: PretrainingDataset) -> nn.Module:
     except FileNotFoundError:
         raise FileNotFoundError(f"no tokenizer found for --teacher {path}; put the tokenizer.json it was trained "
                                 f"with into its folder") from None
-    if theirs.backend.get_vocab() != Tokenizer.load(data.meta["config"]["tokenizer"]).backend.get_vocab():
+    if theirs.backend.get_vocab() != Tokenizer.load(data_tokenizer(data.directory)).backend.get_vocab():
         raise ValueError(f"--teacher {path} was trained with another tokenizer than --data (their vocabularies "
                          f"differ); distil on data prepared with the teacher's tokenizer")
     return teacher.eval().requires_grad_(False)
@@ -123,20 +134,42 @@ def load_teacher(path: str, data: PretrainingDataset) -> nn.Module:
 
 def evaluate(model: nn.Module, dataset: PretrainingDataset, config: PretrainConfig,
              context: DistributedContext) -> dict[str, float]:
-    """Held-out MLM/NSP loss and accuracy; the fixed batches are split over ranks and the sums all-reduced."""
-    totals = dict.fromkeys(("mlm_loss", "mlm_correct", "nsp_loss", "nsp_correct", "masked", "examples"), 0.0)
-    for batch in eval_batches(dataset, config.eval_batches, config.batch_size, config, context.rank, context.world_size):
+    """Held-out MLM (and NSP) loss and accuracy on the fixed held-out examples, split over ranks, the sums all-reduced."""
+    nsp = config.nsp != "none"
+    totals = dict.fromkeys(("mlm_loss", "mlm_correct", "nsp_loss", *(("nsp_correct",) if nsp else ()), "masked",
+                            "examples"), 0.0)
+    for batch, counted in eval_batches(dataset, config.eval_batches, config.batch_size, config, context.rank,
+                                       context.world_size):
         batch = {k: v.to(context.device) for k, v in batch.items()}
         out = model(**{k: batch[k] for k in MODEL_INPUTS})
-        for name, value in {**pretraining_sums(out, batch), **pretraining_counts(batch)}.items():
-            totals[name] += float(value)
+        for name, value in {**pretraining_sums(out, batch, nsp), **pretraining_counts(batch)}.items():
+            totals[name] += float(value) if counted else 0.0
     return pretraining_metrics(context.sum_named(totals))
+
+
+def learning_rate_schedule(config: PretrainConfig) -> Callable[[int, float], float]:
+    """``--schedule``: decay to 0 at ``max_steps`` (official) or at ``max_time`` seconds of training
+    (the budget recipe; the engine's clock survives a resume, so the schedule does too)."""
+    if config.schedule == "budget":
+        budget = config.max_time
+        assert budget  # PretrainConfig refuses budget without max_time
+        return lambda step, seconds: warmup_budget_decay(step, seconds, config.warmup_steps, budget)
+    return lambda step, _: warmup_linear_decay(step, config.warmup_steps, config.max_steps)
 
 
 def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     context = init_distributed(resolve_device(config.device))
+    lock = FolderLock(config.out, enabled=context.is_main)
     try:
-        run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, asdict(config), context.is_main)
+        lock.acquire()
+        record = {**asdict(config), "data": str(Path(config.data).resolve())}  # finetune --init RUN from anywhere
+        if (finished := finished_summary(Path(config.out), config.resume, record)) is not None:
+            return finished
+        run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, record, context.is_main)
+        if config.warmup_steps > config.max_steps and context.is_main:
+            print(f"tokenmix: warning: --warmup-steps {config.warmup_steps} is longer than --max-steps "
+                  f"{config.max_steps}: the learning rate never reaches --learning-rate {config.learning_rate:g} "
+                  f"(at most {config.learning_rate * config.max_steps / config.warmup_steps:.3g})", file=sys.stderr)
         context.barrier()
         train_data = PretrainingDataset(config.data, "train")
         heldout = PretrainingDataset(config.data, "heldout")
@@ -152,10 +185,9 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         world, micro, accum = context.world_size, config.batch_size, config.grad_accum
         tokens_per_step = world * micro * accum * config.max_seq_len
         settings = TrainSettings(
-            learning_rate=config.learning_rate,
-            schedule=lambda step, _: warmup_linear_decay(step, config.warmup_steps, config.max_steps),
+            learning_rate=config.learning_rate, schedule=learning_rate_schedule(config),
             max_steps=config.max_steps, max_time=config.max_time, weight_decay=config.weight_decay,
-            clip_grad_norm=config.clip_grad_norm, bf16=config.bf16, log_every=config.log_every,
+            clip_grad_norm=config.clip_grad_norm, precision=config.precision, log_every=config.log_every,
             eval_every=config.eval_every, evaluate_at_stop=False, eval_split="heldout", save_every=config.save_every,
             keep_checkpoints=config.keep_checkpoints, tokens_per_step=tokens_per_step, desc=f"pretrain {config.model}")
         engine = Engine(model, settings, context, run_dir, fsdp=config.fsdp)
@@ -171,7 +203,7 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         def heldout_metrics(trained: nn.Module) -> dict[str, float]:
             return evaluate(trained, heldout, config, context)
 
-        objective = PretrainingObjective(teacher, config.distill_alpha, config.distill_temperature)
+        objective = PretrainingObjective(teacher, config.distill_alpha, config.distill_temperature, config.nsp != "none")
         result = engine.run(batches, objective, heldout_metrics)
         final = engine.evaluate(heldout_metrics)
         summary = {
@@ -185,4 +217,5 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
             write_json(run_dir / "summary.json", summary)
         return summary
     finally:
+        lock.release()
         shutdown(context)

@@ -24,7 +24,7 @@ from torch import nn
 
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.checkpoint import save_weights
-from tokenmix.io.files import write_json
+from tokenmix.io.files import FolderLock, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.train.configs import FitConfig
 from tokenmix.train.distributed import DistributedContext
@@ -52,14 +52,21 @@ def fit(model: TokenMixPreTrainedModel, batches: Batches, steps_per_epoch: int, 
     ``loss_fn(model, batch)`` replaces the default ``model(**batch).loss`` (e.g. distillation)."""
     if steps_per_epoch < 1:
         raise ValueError("the training data gives no batch; check the training split and --batch-size")
+    with FolderLock(out):
+        return _fit(model, batches, steps_per_epoch, evaluate, config, Path(out), metric, greater_is_better, desc, loss_fn)
+
+
+def _fit(model: TokenMixPreTrainedModel, batches: Batches, steps_per_epoch: int, evaluate: Evaluate, config: FitConfig,
+         out: Path, metric: str, greater_is_better: bool, desc: str, loss_fn: LossFn | None) -> dict[str, Any]:
     resume = config.resume and bool(checkpoint_dirs(Path(out)))
-    run_dir = prepare_run_dir(Path(out), resume, config.overwrite, asdict(config))
+    # --resume on a run that died before its first checkpoint starts it again
+    run_dir = prepare_run_dir(Path(out), resume, config.overwrite or config.resume, asdict(config))
     lr, total = config.lr[0], config.total_steps(steps_per_epoch)
     warmup, interval = int(config.warmup_ratio * total), config.eval_every or steps_per_epoch
     settings = TrainSettings(
         learning_rate=lr, schedule=lambda step, _: warmup_linear_decay(step, warmup, total), max_steps=total,
         max_time=config.max_time, weight_decay=config.weight_decay, clip_grad_norm=config.clip_grad_norm,
-        bf16=config.bf16, log_every=config.log_every, eval_every=interval, save_every=interval, desc=f"{desc} lr={lr:g}")
+        precision=config.precision, log_every=config.log_every, eval_every=interval, save_every=interval, desc=f"{desc} lr={lr:g}")
     device = resolve_device(config.device)
     engine = Engine(model, settings, DistributedContext.single(device), run_dir)
     best: float | None = None

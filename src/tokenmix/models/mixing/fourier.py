@@ -66,6 +66,7 @@ class FourierMixing(Mixer):
     hidden] -> ``fourier_reference(x)``, computed by :func:`fourier_transform` with ``fourier_impl``."""
 
     options = ("fourier_impl",)
+    length_sized_parameters = False  # the same transform at any length
     transform: ClassVar[str] = "fourier"
 
     def __init__(self, config: ModelConfig) -> None:

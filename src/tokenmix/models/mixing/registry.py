@@ -37,6 +37,10 @@ class Mixer(nn.Module):
         The output depends on how far the input is padded: a fixed transform over the whole length (a
         DFT, an [L, L] matrix) is a different function at another length. Models with such a layer are
         fed one fixed length (fine-tuning, prediction) and exported to ONNX for one length.
+    ``length_sized_parameters`` (True)
+        Its weights are sized by the sequence length (an [L, L] matrix, a length-L kernel), so it is
+        trained for one length. False (Fourier, Hartley: the same parameter-free transform at any
+        length) lets fine-tuning and prediction mix each example at its own bucketed length.
     ``onnx_exportable`` (True)
         The exporter can express it; False makes ``tokenmix export onnx`` refuse the model up front.
     ``options`` (none)
@@ -45,6 +49,7 @@ class Mixer(nn.Module):
 
     uses_padding_mask: ClassVar[bool] = False
     length_dependent: ClassVar[bool] = True
+    length_sized_parameters: ClassVar[bool] = True
     onnx_exportable: ClassVar[bool] = True
     options: ClassVar[tuple[str, ...]] = ()
 
@@ -109,4 +114,11 @@ def is_length_dependent(config: ModelConfig) -> bool:
     return any(mixer.length_dependent for mixer in layer_mixers(config))
 
 
-__all__ = ["Mixer", "get_mixer", "is_length_dependent", "layer_mixers", "list_mixers", "register_mixer"]
+def mixes_any_length(config: ModelConfig) -> bool:
+    """True when no block's mixer has :attr:`~Mixer.length_sized_parameters`: the model is the same
+    function at every length, so each example may be mixed at a length that depends on it alone."""
+    return not any(mixer.length_dependent and mixer.length_sized_parameters for mixer in layer_mixers(config))
+
+
+__all__ = ["Mixer", "get_mixer", "is_length_dependent", "layer_mixers", "list_mixers", "mixes_any_length",
+           "register_mixer"]

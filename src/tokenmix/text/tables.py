@@ -1,0 +1,99 @@
+"""Tables of your own data: CSV, TSV and JSON Lines files (or any sequence of row dicts, such as a
+``datasets.Dataset``) read as rows, and written back with extra columns (``tokenmix predict --output``).
+
+The format follows the file name: ``.csv``, ``.tsv`` (both with a header row and standard CSV quoting)
+or ``.jsonl`` / ``.json`` (one object per line). Every problem is one line naming the file, the line
+and the fix; writing is atomic, so a failed run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenmix.io.files import atomic_write
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def table_format(path: str | Path) -> str:
+    """``csv``, ``tsv`` or ``jsonl``, from the file name."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: unknown table format {suffix or '(no suffix)'!r}; name the file .csv, .tsv or .jsonl")
+    return FORMATS[suffix]
+
+
+def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """(column names, rows) of a CSV/TSV/JSONL file; an empty file or a malformed line is an error."""
+    file = Path(path)
+    kind = table_format(file)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    with file.open(encoding="utf-8-sig", newline="") as f:
+        if kind == "jsonl":
+            rows = []
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{file}:{number}: not valid JSON ({err.msg}); JSON Lines files hold one object "
+                                     f"per line") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{file}:{number}: a JSON {type(row).__name__}, not an object; JSON Lines files "
+                                     f"hold one object per line")
+                rows.append(row)
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+        else:
+            csv.field_size_limit(sys.maxsize)
+            reader = csv.DictReader(f, delimiter="\t" if kind == "tsv" else ",")
+            columns = list(reader.fieldnames or [])
+            rows = []
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise ValueError(f"{file}:{reader.line_num}: {len(columns) + len(row[None])} fields but the "
+                                     f"header has {len(columns)}; quote fields that contain the delimiter")
+                rows.append(row)
+    if not rows:
+        raise ValueError(f"{file} has no data rows; give a file with a header and at least one row")
+    return columns, rows
+
+
+def dataset_rows(dataset: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """(column names, rows) of a ``datasets.Dataset`` or any sequence of row dicts."""
+    rows = [dict(row) for row in dataset]
+    columns = list(getattr(dataset, "column_names", None) or dict.fromkeys(k for row in rows for k in row))
+    if not rows:
+        raise ValueError("the dataset has no rows")
+    return columns, rows
+
+
+def require_columns(columns: Sequence[str], wanted: dict[str, str], source: str) -> None:
+    """Each ``flag -> column`` of ``wanted`` names a column of the table; otherwise list those present."""
+    for flag, column in wanted.items():
+        if column and column not in columns:
+            raise ValueError(f"{source} has no column {column!r} ({flag}); its columns are: {', '.join(columns)}")
+
+
+def write_table(path: str | Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """Write ``rows`` as CSV/TSV (``columns`` as the header; nested values as JSON) or JSON Lines, atomically."""
+    kind = table_format(path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if kind == "jsonl":
+                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                return
+            writer = csv.DictWriter(f, list(columns), delimiter="\t" if kind == "tsv" else ",", extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(Path(path), write)
