@@ -537,3 +537,15 @@ def test_kill_9_during_finetuning_then_resume_is_bit_identical(tokenizer_dir, tm
     assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
     assert same_weights(tmp_path / "ref" / "checkpoints" / "step_00000012", tmp_path / "run" / "checkpoints" / "step_00000012")
     assert same_weights(tmp_path / "ref" / "best", tmp_path / "run" / "best")
+
+
+def test_resume_refuses_another_time_budget_under_the_budget_schedule(tmp_path):
+    """`--schedule budget` decays the learning rate to zero at --max-time, so a resume with another budget
+    would not continue the run exactly; with the step schedule the budget is free to change."""
+    from tokenmix.train.state import refuse_changed_settings
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"schedule": "budget", "max_time": 60.0}))
+    with pytest.raises(ValueError, match="max_time: 60.0 -> 90.0"):
+        refuse_changed_settings(tmp_path, {"schedule": "budget", "max_time": 90.0})
+    (tmp_path / "train_config.json").write_text(json.dumps({"schedule": "linear", "max_time": 60.0}))
+    refuse_changed_settings(tmp_path, {"schedule": "linear", "max_time": 90.0})

@@ -197,8 +197,10 @@ def refuse_changed_settings(run_dir: Path, record: dict[str, Any]) -> None:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is damaged ({err}); start again with --overwrite") from None
     now = json.loads(json.dumps(record))  # tuples as lists, as they were written
+    # Under the time-budget schedule the budget shapes the learning rate, so it must stay as it was.
+    free = RESUMABLE_CHANGES - {"max_time"} if before.get("schedule") == "budget" else RESUMABLE_CHANGES
     changed = [f"{name}: {before[name]!r} -> {value!r}" for name, value in now.items()
-               if name in before and name not in RESUMABLE_CHANGES and before[name] != value]  # new fields: not recorded
+               if name in before and name not in free and before[name] != value]  # new fields: not recorded
     recovery = [change for change in changed if change.split(":")[0] in RECOVERY_CHANGES]
     if recovery:
         print(f"tokenmix: note: resuming with {'; '.join(recovery)}: from here on the run differs from an "
