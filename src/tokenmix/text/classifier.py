@@ -25,7 +25,9 @@ from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
 from tokenmix.text.tables import read_table, require_columns, write_table
 from tokenmix.text.tokenizer import Tokenizer
-from tokenmix.train.finetune import TASK_FILE
+
+# Written by fine-tuning beside the weights: labels, lengths and padding rule, so a folder predicts alone.
+TASK_FILE = "task.json"
 
 
 class TextClassifier:

@@ -31,12 +31,11 @@ from tokenmix.io.files import atomic_write, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
 from tokenmix.models.heads import TokenMixForSequenceClassification
-from tokenmix.text.classifier import TextClassifier
+from tokenmix.text.classifier import TASK_FILE, TextClassifier
 from tokenmix.text.pairs import PairBatches, padding_policy, predict_logits
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.configs import DistillConfig
 from tokenmix.train.finetune import (
-    TASK_FILE,
     build_task_model,
     evaluate_and_write,
     find_tokenizer,

@@ -31,13 +31,12 @@ from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
 from tokenmix.models.registry import make_config
+from tokenmix.text.classifier import TASK_FILE
 from tokenmix.text.pairs import PairBatches, encode, padding_policy, predict_logits
 from tokenmix.text.prepare import data_tokenizer
 from tokenmix.text.tokenizer import Tokenizer
 from tokenmix.train.configs import FinetuneConfig, FinetuneOptions
 from tokenmix.train.supervised import fit_sweep
-
-TASK_FILE = "task.json"
 
 
 def find_tokenizer(init: str, explicit: str = "") -> Any:
