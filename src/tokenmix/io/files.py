@@ -3,6 +3,7 @@ atomic rename. Torch-free."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -150,3 +151,12 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (checkpoint weights can be larger than memory allows twice)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -27,7 +27,7 @@ from torch import nn
 from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.devices import resolve_device
 from tokenmix.io.checkpoint import find_model_dir
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, file_sha256, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
 from tokenmix.models.heads import TokenMixForSequenceClassification
@@ -77,7 +77,7 @@ def teacher_logits(teacher: TextClassifier, teacher_dir: Path, examples: list, t
     batches = teacher.batches(examples, 128)
     data = batches.data
     weights = teacher_dir / "model.safetensors"
-    key = _fingerprint(hashlib.sha256(weights.read_bytes()).hexdigest(), task, teacher.max_seq_len,
+    key = _fingerprint(file_sha256(weights), task, teacher.max_seq_len,
                        teacher.fixed_length, data.input_ids, data.token_type_ids)
     cache = teacher_dir / "distill_cache" / f"{task}.safetensors"
     if cache.is_file():

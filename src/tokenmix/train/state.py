@@ -13,7 +13,6 @@ unwrapped dicts for a plain model, DDP and FSDP; the training state is read back
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
-from tokenmix.io.files import write_json
+from tokenmix.io.files import file_sha256, write_json
 from tokenmix.models.config import ModelConfig
 
 CHECKPOINTS = "checkpoints"
@@ -77,7 +76,7 @@ def save_checkpoint(run_dir: Path, config: ModelConfig, model_state: dict, optim
     try:
         save_weights(config, model_state, tmp)
         torch.save({"step": step, "optimizer": optimizer_state, "rng": rng_states(), **extra}, tmp / STATE_NAME)
-        write_json(tmp / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        write_json(tmp / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
                                     for p in sorted(tmp.iterdir()) if p.is_file()})
     except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError("... file write failed")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -91,14 +90,6 @@ def save_checkpoint(run_dir: Path, config: ModelConfig, model_state: dict, optim
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_problem(path: Path) -> str | None:
@@ -117,7 +108,7 @@ def checkpoint_problem(path: Path) -> str | None:
             return f"{name} is missing"
         if file.stat().st_size != entry["bytes"]:
             return f"{name} has {file.stat().st_size} bytes, {entry['bytes']} were written"
-        if _sha256(file) != entry["sha256"]:
+        if file_sha256(file) != entry["sha256"]:
             return f"{name} does not match its checksum"
     return None
 
