@@ -359,7 +359,7 @@ def test_scaling_measures_real_models_in_isolated_processes(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--seq-lens", "512,128"], "ascending"), (["--mode", "fly"], "unknown mode"), (["--batch-sizes", "0"], "--batch-sizes"),
-    (["--models", "nope"], "unknown model"), (["--time-budget-s", "0"], "time_budget_s"),
+    (["--models", "nope"], "unknown model"), (["--time-budget-s", "0"], "--time-budget-s"),
 ])
 def test_scaling_bad_arguments(argv, message, capsys):
     try:

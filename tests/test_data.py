@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tokenmix.options import flag
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.prepare import KINDS, prepare_data
 from tokenmix.text.pretraining import HELDOUT_BATCH, PretrainingDataset, eval_batches
@@ -250,7 +251,7 @@ def test_prepare_errors(tmp_path, tok):
         prepare_data(DataPrepareConfig(tokenizer=str(tok), out=str(tmp_path / "o5")))
     for bad in (dict(heldout_fraction=1.0), dict(heldout_fraction=-0.1), dict(shard_tokens=0), dict(batch_lines=0),
                 dict(seed=-1)):
-        with pytest.raises(ValueError, match=next(iter(bad))):
+        with pytest.raises(ValueError, match=flag(next(iter(bad)))):
             DataPrepareConfig(**bad)
 
 
@@ -440,7 +441,7 @@ def test_dataset_errors_and_config_validation(tmp_path, corpus_dir):
         PretrainingDataset(corpus_dir, "validation")
     for bad in (dict(max_seq_len=4), dict(max_predictions_per_seq=0), dict(max_predictions_per_seq=46),
                 dict(mlm_probability=0.0), dict(nsp="next"), dict(seed=-1)):
-        with pytest.raises(ValueError, match=next(iter(bad))):
+        with pytest.raises(ValueError, match=flag(next(iter(bad)))):
             PretrainingDataConfig(**{"max_seq_len": 48, **bad})
 
 

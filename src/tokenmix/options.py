@@ -4,21 +4,37 @@ Python API cannot drift apart. Torch-free, like every config module.
 
 :data:`RANGES` is the one table of the values every numeric setting accepts, keyed by field name (a name
 means the same thing in every command): the command line checks each number against it as it parses,
-so that ``--batch-size 0`` or ``--max-time -5`` is refused before any work starts. A command's config
-may check more (e.g. ``max_seq_len`` against the model) in ``__post_init__``.
+so that ``--batch-size 0`` or ``--max-time -5`` is refused before any work starts, and every command's
+config calls :func:`check_ranges` in ``__post_init__``, so that the Python API refuses the same values
+with the same words. A config may check more (e.g. ``max_seq_len`` against the model) after it.
+
+A field that names something the command writes says so with ``output=``: ``"file"`` or ``"folder"``
+(refused if it exists unless the config's ``overwrite``: :func:`tokenmix.io.files.claim_outputs`), or
+``"run"`` (a run or results folder whose command handles an existing one itself, e.g. with ``--resume``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+OUTPUT_KINDS = ("file", "folder", "run")  # the values of an option's ``output=`` metadata
+OVERWRITE_HELP = "replace existing output files (refused otherwise)"  # of every config with a file/folder output
+
 
 def option(default: Any, help_text: str, **metadata: Any) -> Any:
     """A config dataclass field with its ``--help`` text (the CLI builds one flag per field);
-    ``positional=True`` makes it a positional argument."""
+    ``positional=True`` makes it a positional argument, ``output=`` one of :data:`OUTPUT_KINDS` an output."""
+    if metadata.get("output", "run") not in OUTPUT_KINDS:
+        raise ValueError(f"output={metadata['output']!r} is not one of {', '.join(OUTPUT_KINDS)}")
     return field(default=default, metadata={"help": help_text, **metadata})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -63,3 +79,22 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("warmup_ratio", "train_from_dev", "heldout_fraction"), Range(0, 1, high_open=True)),
     "shrinking_factor": Range(0, 1, low_open=True, high_open=True),
 }
+
+
+def range_problem(name: str, value: float) -> str | None:
+    """Why ``value`` is not accepted for the field ``name`` (per :data:`RANGES`), or None: the one check
+    behind both the command line's parsing and :func:`check_ranges`."""
+    accepted = RANGES.get(name)
+    return accepted.problem(value) if accepted is not None else None
+
+
+def check_ranges(config: Any) -> None:
+    """Refuse a field of the dataclass ``config`` whose number (or one of whose numbers) is outside its
+    range in :data:`RANGES`, in the command line's words: the Python API refuses what the command line refuses."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        for number in value if isinstance(value, tuple) else (value,):
+            if isinstance(number, (int, float)) and not isinstance(number, bool):
+                problem = range_problem(f.name, number)
+                if problem:
+                    raise ValueError(f"{flag(f.name)} {problem}")

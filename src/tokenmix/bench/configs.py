@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenmix.models.registry import get_variant
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import BENCH_PRECISIONS, PRECISION_HELP, check_precision
 
 # What one measured step is, and the model head it needs (see :mod:`tokenmix.bench.speed`).
@@ -40,10 +40,14 @@ class SpeedBenchConfig:
     time_budget_s: float = option(0.0, "CPU: stop a configuration's process after this many seconds (0 = none)")
     baseline: str = option("bert", "model the speed-up column is relative to")
     seed: int = option(0, "random seed for weights and inputs")
-    json: str | None = option(None, "write the records to this JSON file")
-    markdown: str | None = option(None, "write the tables as markdown to this file")
+    json: str | None = option(None, "write the records to this JSON file", output="file")
+    markdown: str | None = option(None, "write the tables as markdown to this file", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
+        if not self.seq_lens:
+            raise ValueError("--seq-lens is empty; give at least one sequence length")
         for name in self.models:
             get_variant(name)
         bad = [m for m in self.mode if m not in MODES]
@@ -56,13 +60,6 @@ class SpeedBenchConfig:
             raise ValueError("precision is empty; give fp32, bf16, fp16 or auto")
         for precision in self.precision:
             check_precision(precision, BENCH_PRECISIONS)
-        if min(self.seq_lens, default=0) < 1 or self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 \
-                or self.rounds < 1:
-            raise ValueError("seq_lens, batch_size, repeats and rounds must be positive and warmup non-negative")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
-        if self.memory_limit_gb < 0 or self.time_budget_s < 0:
-            raise ValueError("memory_limit_gb and time_budget_s must be >= 0 (0 = no limit)")
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -88,17 +85,20 @@ class ScalingBenchConfig:
                                          "lengths predicted to exceed it are skipped)")
     memory_limit_gb: float = option(8.0, "CPU: address-space cap per configuration's process in GB (0 = none)")
     seed: int = option(0, "random seed for weights and inputs")
-    out: str = option("runs/bench-scaling", "folder for scaling.json, scaling.md, scaling.png and scaling.svg")
+    out: str = option("runs/bench-scaling", "folder for scaling.json, scaling.md, scaling.png and scaling.svg",
+                      output="folder")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode}; choose from {', '.join(MODES)}")
         if list(self.seq_lens) != sorted(set(self.seq_lens)):
             raise ValueError(f"seq_lens must be distinct and ascending, got {','.join(map(str, self.seq_lens))}")
-        if min(self.batch_sizes, default=0) < 1:
-            raise ValueError("batch_sizes must be positive integers")
-        if not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        if not self.batch_sizes:
+            raise ValueError("--batch-sizes is empty; give at least one batch size")
+        if self.time_budget_s == 0:  # "no limit" in bench speed; here it decides which lengths to skip
+            raise ValueError("--time-budget-s must be > 0 here, got 0")
         self.speed_config(self.batch_sizes[0])  # validates models, lengths, precision, repeats
 
     def speed_config(self, batch_size: int) -> SpeedBenchConfig:
@@ -121,9 +121,11 @@ class MoEBenchConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", PRECISION_HELP + "; fp16 on CUDA")
     seed: int = option(0, "random seed")
-    json: str | None = option(None, "write the records to this JSON file")
+    json: str | None = option(None, "write the records to this JSON file", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         check_precision(self.precision, BENCH_PRECISIONS)
         bad = [m for m in self.mode if m not in ("train", "inference")]
         if bad:

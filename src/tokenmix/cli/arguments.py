@@ -1,6 +1,7 @@
 """Flags from config dataclasses: every field of a command's config is one ``--field-name`` flag with
 the field's type, default and help text, so the CLI and the Python API cannot drift apart. Numbers are
-checked against :data:`tokenmix.options.RANGES` as they are parsed."""
+checked against :data:`tokenmix.options.RANGES` as they are parsed (the configs check them again, with
+the same :func:`~tokenmix.options.range_problem`, for the Python API)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,18 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from tokenmix.options import RANGES
+from tokenmix.options import flag, range_problem
 
 
 def _number(kind: type, name: str) -> Callable[[str], Any]:
-    """``kind`` (int or float) that also refuses values outside the field's range in :data:`RANGES`."""
-    accepted = RANGES.get(name)
+    """``kind`` (int or float) that also refuses values outside the field's range."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        problem = accepted.problem(value) if accepted is not None else None
+        problem = range_problem(name, value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
@@ -53,7 +53,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     with ``metadata["positional"]`` become positional arguments (a tuple field takes any number)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        hint, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
         args = typing.get_args(hint)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
@@ -65,7 +65,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=help_text)
             continue
         if hint is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         if typing.get_origin(hint) is tuple:
             kind, metavar = _comma_list(_parser_of(args[0], f.name), args[0].__name__), "A,B,..."
@@ -73,7 +73,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kind, metavar = _parser_of(next(a for a in args if a is not type(None)), f.name), None
         else:
             kind, metavar = _parser_of(hint, f.name), None
-        parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=metavar, help=help_text)
+        parser.add_argument(flag(f.name), dest=f.name, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def config_from_args(cls: type, args: argparse.Namespace) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from tokenmix.bench.configs import MoEBenchConfig, ScalingBenchConfig, SpeedBenchConfig
 from tokenmix.io.configs import ConvertConfig, OfficialConvertConfig, OnnxExportConfig
 from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig, LRASpeedConfig, LRATableConfig
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, option
 from tokenmix.reporting.configs import ReportConfig
 from tokenmix.reproduce.configs import ReproduceConfig
 from tokenmix.text.configs import DataPrepareConfig, PredictConfig, TokenizerTrainConfig
@@ -42,7 +42,8 @@ class Command:
 
 @dataclass
 class ModelsConfig:
-    json: str | None = option(None, "also write the table to this JSON file")
+    json: str | None = option(None, "also write the table to this JSON file", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
 
 GROUPS = {

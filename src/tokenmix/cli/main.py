@@ -17,8 +17,8 @@ import typing
 from collections.abc import Sequence
 
 from tokenmix.cli.arguments import add_config_arguments, config_from_args
-from tokenmix.cli.commands import COMMANDS, GROUPS
-from tokenmix.io.files import ensure_writable
+from tokenmix.cli.commands import COMMANDS, GROUPS, Command
+from tokenmix.io.files import claim_outputs
 from tokenmix.version import __version__
 
 
@@ -28,17 +28,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tokenmix: error: {message} (see `{self.prog} --help`)\n")
 
 
-# Config fields that name a report file written at the end of a command: checked before it starts.
-REPORT_FILES = ("json", "markdown")
-
-
-def checked_outputs(config: object) -> object:
-    """``config``, after making sure its report files (``--json``, ``--markdown``) can be written, so
-    that a folder or an unwritable path is refused before the work, not after it."""
-    for name in REPORT_FILES:
-        if getattr(config, name, None):
-            ensure_writable(getattr(config, name), flag="--" + name)
-    return config
+def run_command(command: Command, args: argparse.Namespace) -> None:
+    """Build ``command``'s config from ``args`` (which checks it), claim its outputs (an existing one
+    is refused unless --overwrite; an unwritable one at once, not after the work), then run it."""
+    config = config_from_args(command.config, args)
+    claim_outputs(config)
+    command.run(config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         sub = subparsers_for(command.path).add_parser(command.path[-1], help=command.help, description=command.description)
         add_config_arguments(sub, command.config)
-        sub.set_defaults(run=lambda args, command=command: command.run(checked_outputs(config_from_args(command.config, args))))
+        sub.set_defaults(run=lambda args, command=command: run_command(command, args))
     return parser
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenmix.options import option
+from tokenmix.options import check_ranges, option
 
 
 @dataclass
 class OnnxExportConfig:
     model_dir: str = option("", "model folder (config.json + model.safetensors) or a run directory", positional=True)
-    out: str = option("", "the .onnx file to write", positional=True)
+    out: str = option("", "the .onnx file to write", positional=True, output="run")  # claimed by export_onnx
     opset: int = option(18, "ONNX opset version")
     seq_len: int | None = option(None, "sequence length of the graph (default: the model's max_position_embeddings); "
                                        "fixed for mixing models, the example length for attention-only ones")
@@ -27,18 +27,15 @@ class OnnxExportConfig:
     def __post_init__(self) -> None:
         if not self.model_dir or not self.out:
             raise ValueError("give the model folder and the output file: tokenmix export onnx MODEL_DIR OUT.onnx")
+        check_ranges(self)
         if self.opset < 18:
             raise ValueError(f"opset={self.opset} is too old for the exporter (LayerNormalization, Gelu); use 18 or newer")
-        if (self.seq_len is not None and self.seq_len < 1) or self.batch_size < 1 or min(self.check_batch_sizes, default=1) < 1:
-            raise ValueError("seq_len, batch_size and check_batch_sizes must be positive")
-        if not self.atol > 0:
-            raise ValueError(f"atol must be > 0, got {self.atol}")
 
 
 @dataclass
 class ConvertConfig:
     src: str = option("", "source folder", positional=True)
-    dst: str = option("", "destination folder (created)", positional=True)
+    dst: str = option("", "destination folder (created)", positional=True, output="run")  # claimed by the converter
     overwrite: bool = option(False, "replace an existing destination (refused otherwise)")
 
     def __post_init__(self) -> None:
@@ -55,7 +52,7 @@ OFFICIAL_VARIANTS = ("f_net", "linear", "random", "ff_only", "bert", "sparse_mix
 class OfficialConvertConfig:
     src: str = option("", "the official checkpoint: an FNet file (e.g. f_net_checkpoint), or a Sparse Mixers "
                           "replicated_checkpoint_<step> file, its folder, or its .zip", positional=True)
-    dst: str = option("", "destination model folder (created)", positional=True)
+    dst: str = option("", "destination model folder (created)", positional=True, output="run")  # claimed by the converter
     variant: str | None = option(None, f"the checkpoint's architecture: {', '.join(OFFICIAL_VARIANTS)}; when not "
                                        "given, read from the weights and the file name (f_net, ff_only and random "
                                        "store the same weights)")
@@ -67,6 +64,7 @@ class OfficialConvertConfig:
     def __post_init__(self) -> None:
         if not self.src or not self.dst:
             raise ValueError("give the checkpoint and the destination folder: tokenmix convert from-official SRC DST")
+        check_ranges(self)
         if self.variant and self.variant not in OFFICIAL_VARIANTS:
             raise ValueError(f"variant={self.variant!r} is not an official checkpoint; choose one of "
                              f"{', '.join(OFFICIAL_VARIANTS)}")

@@ -1,8 +1,9 @@
-"""Writing files so that nothing is ever half-written: a temporary file in the same folder, then an
-atomic rename. Torch-free."""
+"""Writing files so that nothing is ever half-written (a temporary file in the same folder, then an
+atomic rename) or replaced by accident (:func:`claim_outputs`). Torch-free."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,6 +11,9 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from tokenmix.options import flag
 
 CACHE_ENV = "TOKENMIX_CACHE"
 
@@ -79,6 +83,16 @@ def claim_output(path: str | Path, overwrite: bool, flag: str = "--out", directo
     if taken and not overwrite:
         raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another {kind}")
     return ensure_writable(path, directory=directory, flag=flag)
+
+
+def claim_outputs(config: Any) -> None:
+    """:func:`claim_output` for every field of the dataclass ``config`` marked ``output="file"`` or
+    ``"folder"`` that is set, with ``config.overwrite``: every command claims its outputs the same way
+    before it starts (``"run"`` folders are claimed by their commands, which may resume them)."""
+    for f in dataclasses.fields(config):
+        kind, path = f.metadata.get("output"), getattr(config, f.name)
+        if kind in ("file", "folder") and path:
+            claim_output(path, config.overwrite, flag=flag(f.name), directory=kind == "folder")
 
 
 LOCK_NAME = ".tokenmix.lock"

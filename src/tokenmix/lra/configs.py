@@ -13,7 +13,7 @@ from typing import Any
 from tokenmix.lra.tasks import SPLITS, get_lra_task
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.registry import get_variant
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
 from tokenmix.train.configs import FitConfig
 
@@ -36,11 +36,6 @@ class DataFlags:
                              "model's); shorter trains faster, and the examples cut are counted")
     workers: int = option(0, "processes generating Pathfinder images (0 = one per CPU core; same images for any number)")
 
-    def check_data_flags(self) -> None:
-        for name in ("train_size", "eval_size", "max_len", "workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0 = the default), got {getattr(self, name)}")
-
 
 @dataclass
 class LRARunConfig(FitConfig, DataFlags):
@@ -50,7 +45,7 @@ class LRARunConfig(FitConfig, DataFlags):
     preset: str = option("lra", "lra = the task's official LRA base config; or a size preset (tiny, mini, ...)")
     pooling: str = option("", "cls or mean (default: the task's official pooling)")
     override: tuple[str, ...] = option((), "model config overrides, e.g. num_layers=2,dropout=0.0")
-    out: str = option("", "run directory (default: runs/lra/TASK-MODEL)")
+    out: str = option("", "run directory (default: runs/lra/TASK-MODEL)", output="run")
     lr: tuple[float, ...] = option((0.0,), "peak AdamW learning rate(s) (0 = the task default); several = a sweep")
     batch_size: int = option(0, "examples per step (0 = the task's official batch size)")
     epochs: float = option(0.0, "passes over the training data (0 = the task default)")
@@ -66,17 +61,14 @@ class LRARunConfig(FitConfig, DataFlags):
         if self.lr == (0.0,):
             self.lr = (defaults["learning_rate"],)
         self.batch_size = self.batch_size or defaults["batch_size"]
-        if self.weight_decay < 0:
+        if self.weight_decay == -1.0:
             self.weight_decay = defaults["weight_decay"]
         if not self.max_steps and not self.epochs:
             self.max_steps, self.epochs = defaults.get("max_steps", 0), defaults.get("epochs", 0.0)
         self.pooling = self.pooling or spec.pooling
         self.out = self.out or f"runs/lra/{spec.name}-{self.model}"
         get_variant(self.model)
-        super().__post_init__()
-        self.check_data_flags()
-        if self.eval_batch_size < 1:
-            raise ValueError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
+        super().__post_init__()  # checks the ranges, of the task's defaults too
 
 
 @dataclass
@@ -89,14 +81,15 @@ class LRAEvalConfig(DataFlags):
     seed: int = option(0, "seed of generated data and of held-out validation rows")
     device: str = option("auto", "auto, cpu, cuda")
     precision: str = option("auto", PRECISION_HELP)
-    json: str | None = option(None, "also write the result to this JSON file")
+    json: str | None = option(None, "also write the result to this JSON file", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         if not self.task or not self.checkpoint:
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
+        check_ranges(self)
         check_precision(self.precision)
         self.task = get_lra_task(self.task).name
-        self.check_data_flags()
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)}")
 
@@ -104,8 +97,9 @@ class LRAEvalConfig(DataFlags):
 @dataclass
 class LRATableConfig:
     runs: tuple[str, ...] = option(("runs/lra",), "run directories (searched recursively for summary.json)")
-    json: str | None = option(None, "also write the table as JSON")
-    markdown: str | None = option(None, "also write the markdown table to this file")
+    json: str | None = option(None, "also write the table as JSON", output="file")
+    markdown: str | None = option(None, "also write the markdown table to this file", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         self.runs = tuple(self.runs)
@@ -128,16 +122,16 @@ class LRASpeedConfig:
     baseline: str = option("bert", "model of the speed-up ratios")
     device: str = option("auto", "auto, cpu, cuda")
     seed: int = option(0, "seed of weights and inputs")
-    out: str = option("runs/lra-speed", "output folder: speed.json, speed.md, speed.png")
+    out: str = option("runs/lra-speed", "output folder: speed.json, speed.md, speed.png", output="folder")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         self.models, self.seq_lens = tuple(self.models), tuple(self.seq_lens)
+        check_ranges(self)
         for spec in self.models:
             parse_model_spec(spec)
-        if not self.models or not self.seq_lens or min(self.seq_lens) < 1:
-            raise ValueError("models and seq_lens must be non-empty and lengths positive")
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 or self.time_budget <= 0 or self.max_memory_gb <= 0:
-            raise ValueError("batch_size, repeats, time_budget and max_memory_gb must be positive, warmup >= 0")
+        if not self.models or not self.seq_lens:
+            raise ValueError("--models and --seq-lens must not be empty")
         get_lra_task(self.task)
 
 

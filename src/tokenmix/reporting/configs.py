@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, option
 
 
 @dataclass
 class ReportConfig:
     runs_dir: str = option("", "folder searched recursively for run summaries", positional=True)
-    out: str = option("report", "folder for report.md and the plots (created)")
+    out: str = option("report", "folder for report.md and the plots (created)", output="folder")
     paper_rows: bool = option(True, "add the FNet paper's GLUE rows (Base models) for the models in the report")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         if not self.runs_dir:

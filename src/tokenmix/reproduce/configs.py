@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenmix.models.registry import get_variant
-from tokenmix.options import option
+from tokenmix.options import check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
@@ -34,7 +34,8 @@ class ReproduceConfig:
                                 "sizes, GPU)")
     budget: str = option("2h", "total wall-clock budget, e.g. 2h, 90m, 600s (pretraining and GLUE get fixed shares)")
     data: str = option("../shared/data", "data folder holding text/wikipedia_en/wiki_chunk.txt.gz and glue/")
-    out: str = option("results/mini", "results folder (rerunning resumes; another configuration is refused)")
+    out: str = option("results/mini", "results folder (rerunning resumes; another configuration is refused)",
+                      output="run")
     models: tuple[str, ...] = option(MODELS, "models compared (all at the scale's size, same settings)")
     overwrite: bool = option(False, "delete a results folder of another configuration and start over")
     device: str = option("auto", "auto, cpu, cuda")
@@ -45,9 +46,8 @@ class ReproduceConfig:
                                           "continues the study")
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         check_precision(self.precision)
-        if self.max_time is not None and self.max_time <= 0:
-            raise ValueError(f"--max-time must be a positive number of seconds, got {self.max_time}")
         if self.scale not in SCALES:
             raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
         for name in self.models:

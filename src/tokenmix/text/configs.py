@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
@@ -43,7 +43,7 @@ def parse_length_buckets(spec: str, max_len: int) -> tuple[int, ...] | None:
 @dataclass
 class TokenizerTrainConfig:
     input: tuple[str, ...] = option((), "text files: plain text, .gz, or JSONL (.jsonl / .jsonl.gz, one object per line)")
-    out: str = option("", "output folder (created) for tokenizer.json and tokenizer_config.json")
+    out: str = option("", "output folder (created) for tokenizer.json and tokenizer_config.json", output="run")
     vocab_size: int = option(32000, "vocabulary size, the 5 special tokens included")
     lowercase: bool = option(False, "lowercase text before tokenizing (saved with the tokenizer)")
     text_field: str = option("text", "the field that holds the text in JSONL inputs")
@@ -62,12 +62,10 @@ class TokenizerTrainConfig:
             raise ValueError("no --input files given; pass the text to train on, e.g. --input corpus.txt,more.jsonl.gz")
         if not self.out:
             raise ValueError("missing --out; name the folder to write tokenizer.json into, e.g. --out tokenizer")
+        check_ranges(self)
         if self.vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"vocab_size {self.vocab_size} is too small: the special tokens {' '.join(SPECIAL_TOKENS)} "
                              f"alone take {len(SPECIAL_TOKENS)} ids; use e.g. --vocab-size 32000")
-        if min(self.max_piece_length, self.seed_size, self.n_sub_iterations) < 1 or not 0 < self.shrinking_factor < 1:
-            raise ValueError("max_piece_length, seed_size and n_sub_iterations must be positive and shrinking_factor in "
-                             f"(0, 1), got {self.max_piece_length}, {self.seed_size}, {self.n_sub_iterations}, {self.shrinking_factor}")
 
 
 @dataclass
@@ -75,7 +73,8 @@ class DataPrepareConfig:
     input: tuple[str, ...] = option((), "input files: text (documents separated by blank lines, one sentence per line) "
                                         "or .jsonl with a \"text\" field; .gz accepted")
     tokenizer: str = option("", "tokenizer folder holding tokenizer.json")
-    out: str = option("", "output folder for the shards and meta.json; rerunning resumes an interrupted preparation")
+    out: str = option("", "output folder for the shards and meta.json; rerunning resumes an interrupted preparation",
+                      output="run")
     heldout_fraction: float = option(0.01, "fraction of documents held out for evaluation (at least one when there "
                                            "are two or more documents)")
     shard_tokens: int = option(8_000_000, "tokens per shard (a shard only exceeds it when one document does)")
@@ -85,13 +84,7 @@ class DataPrepareConfig:
     def __post_init__(self) -> None:
         self.input = _paths(self.input)
         self.tokenizer, self.out = str(self.tokenizer), str(self.out)
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
-        for name in ("shard_tokens", "batch_lines"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
+        check_ranges(self)
 
 
 @dataclass
@@ -99,20 +92,22 @@ class PredictConfig:
     texts: tuple[str, ...] = option((), "one text, or two for a pair task", positional=True)
     model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
     file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
-    json: str = option("", "write the predictions to this JSON file")
+    json: str = option("", "write the predictions to this JSON file", output="file")
     input: str = option("", "predict every row of this table (.csv, .tsv or .jsonl with a header) instead; needs --output")
     output: str = option("", "with --input: write the input's columns plus label and probabilities (or score) here "
-                             "(.csv, .tsv or .jsonl)")
+                             "(.csv, .tsv or .jsonl)", output="file")
     text_column: str = option("", "with --input: the text column (default: the one the model was fine-tuned on, else "
                                   "'text')")
     text_pair_column: str = option("", "with --input: the second text column of a pair task (default: as fine-tuned)")
     batch_size: int = option(64, "examples per batch")
     device: str = option("auto", "auto, cpu, cuda")
     precision: str = option("auto", PRECISION_HELP)
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("missing --model: a folder written by `tokenmix finetune`")
+        check_ranges(self)
         check_precision(self.precision)
         if sum(map(bool, (self.texts, self.file, self.input))) != 1:
             raise ValueError('give one or two texts (`tokenmix predict --model DIR "a sentence"`), --file, or --input '

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.models.registry import get_variant
-from tokenmix.options import option
+from tokenmix.options import OVERWRITE_HELP, check_ranges, flag, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
 from tokenmix.text.configs import parse_length_buckets
 
@@ -43,17 +43,14 @@ class PretrainingDataConfig:
                           "also seeds the weights and dropout with it")
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.max_seq_len < 5:
-            raise ValueError(f"max_seq_len must be at least 5 ([CLS] a [SEP] b [SEP]), got {self.max_seq_len}")
-        if not 1 <= self.max_predictions_per_seq <= self.max_seq_len - 3:
-            raise ValueError(f"max_predictions_per_seq must be in [1, max_seq_len - 3 = {self.max_seq_len - 3}], "
+            raise ValueError(f"--max-seq-len must be at least 5 ([CLS] a [SEP] b [SEP]), got {self.max_seq_len}")
+        if self.max_predictions_per_seq > self.max_seq_len - 3:
+            raise ValueError(f"--max-predictions-per-seq must be at most --max-seq-len - 3 = {self.max_seq_len - 3}, "
                              f"got {self.max_predictions_per_seq}")
-        if not 0.0 < self.mlm_probability <= 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1], got {self.mlm_probability}")
         if self.nsp not in NSP_TASKS:
-            raise ValueError(f"nsp must be one of {', '.join(NSP_TASKS)}, got {self.nsp!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
+            raise ValueError(f"--nsp must be one of {', '.join(NSP_TASKS)}, got {self.nsp!r}")
 
 
 @dataclass
@@ -65,7 +62,7 @@ class PretrainConfig(PretrainingDataConfig):
     model: str = option("fnet", "registered model name (see `tokenmix models`)")
     preset: str = option("mini", "size preset")
     data: str = option("", "directory written by `tokenmix data prepare`")
-    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json)")
+    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json)", output="run")
     override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
     batch_size: int = option(32, "examples per process per micro-step")
     grad_accum: int = option(1, "micro-steps accumulated per optimizer step")
@@ -103,11 +100,9 @@ class PretrainConfig(PretrainingDataConfig):
         if not self.out:
             raise ValueError("missing --out: the run directory")
         super().__post_init__()
-        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "log_every", "save_every"):
+        for name in ("max_steps", "eval_every"):  # 0 means something else in the fine-tuning commands
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_grad_norm < 0:
-            raise ValueError("learning_rate must be > 0, warmup_steps and clip_grad_norm >= 0")
+                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.schedule == "budget" and not self.max_time:
@@ -115,9 +110,6 @@ class PretrainConfig(PretrainingDataConfig):
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
         check_precision(self.precision)
-        if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
-            raise ValueError(f"--distill-alpha must be in [0, 1] and --distill-temperature > 0, got "
-                             f"{self.distill_alpha} and {self.distill_temperature}")
 
 
     def apply_recipe(self) -> None:
@@ -154,14 +146,11 @@ class FitConfig:
     overwrite: bool = option(False, "delete existing runs in --out and start over")
 
     def __post_init__(self) -> None:
-        if not self.lr or any(lr <= 0 for lr in self.lr):
-            raise ValueError(f"--lr needs positive learning rates, got {self.lr}")
-        if self.batch_size < 1 or self.log_every < 1 or self.eval_every < 0 or self.max_steps < 0:
-            raise ValueError("batch_size and log_every must be >= 1, eval_every and max_steps >= 0")
-        if self.max_steps == 0 and self.epochs <= 0:
+        check_ranges(self)
+        if not self.lr:
+            raise ValueError("--lr is empty; give one or more learning rates, e.g. 1e-5,5e-5,1e-4")
+        if self.max_steps == 0 and self.epochs == 0:
             raise ValueError("--epochs must be > 0 (or give --max-steps)")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         check_precision(self.precision)
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pick one")
@@ -184,7 +173,7 @@ class FinetuneOptions(FitConfig):
     override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0")
     tokenizer: str = option("", "tokenizer folder or file (default: the one next to --init, or of its pretraining data)")
     data_dir: str = option("", "GLUE folder in the official layout (TASK/train.tsv, dev.tsv, test.tsv)")
-    out: str = option("", "output directory")
+    out: str = option("", "output directory", output="run")
     max_seq_len: int = option(128, "tokens per example; longer inputs are truncated (and counted); mixings with "
                               "length-sized parameters (Linear, Random...) are always padded to exactly this length")
     length_buckets: str = option("auto", "lengths Fourier/Hartley mixing pads an example to (the smallest that holds "
@@ -207,11 +196,9 @@ class FinetuneOptions(FitConfig):
             raise ValueError("missing --data-dir: a folder in the official GLUE layout (e.g. ../shared/data/glue)")
         if not self.out:
             raise ValueError("missing --out: the output directory")
-        if self.max_seq_len < 4 or self.eval_batch_size < 1 or self.max_train_examples < 0:
-            raise ValueError("max_seq_len must be >= 4, eval_batch_size >= 1, max_train_examples >= 0")
+        if self.max_seq_len < 4:
+            raise ValueError(f"--max-seq-len must be at least 4 ([CLS] a [SEP] ...), got {self.max_seq_len}")
         parse_length_buckets(self.length_buckets, self.max_seq_len)
-        if not 0 <= self.train_from_dev < 1:
-            raise ValueError(f"--train-from-dev must be a fraction in [0, 1), got {self.train_from_dev}")
 
     def own_data(self) -> bool:
         """True when the data are the user's tables (``finetune --text-column ...``), not a benchmark folder."""
@@ -284,8 +271,6 @@ class DistillConfig(FinetuneOptions):
         if not self.task:
             raise ValueError("missing --task: the task the teacher was fine-tuned on")
         get_benchmark_task(self.benchmark, self.task)
-        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
-            raise ValueError(f"--alpha must be in [0, 1] and --temperature > 0, got {self.alpha} and {self.temperature}")
 
 
 @dataclass
@@ -305,15 +290,15 @@ class DemoConfig:
     seed: int = option(0, "seed of the data and of each model's initialisation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", PRECISION_HELP)
-    json: str | None = option(None, "also write the results as JSON to this path")
+    json: str | None = option(None, "also write the results as JSON to this path", output="file")
+    overwrite: bool = option(False, OVERWRITE_HELP)
 
     def __post_init__(self) -> None:
         self.models = tuple(self.models)
+        check_ranges(self)
         check_precision(self.precision)
         if not self.models:
             raise ValueError("models is empty; name at least one model (see `tokenmix models`)")
-        for name in ("seq_len", "batch_size", "train_size", "eval_size"):
+        for name in ("train_size", "eval_size"):  # 0 means "the published size" in the LRA commands
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.seconds <= 0 or self.learning_rate <= 0:
-            raise ValueError(f"seconds and learning_rate must be positive, got {self.seconds} and {self.learning_rate}")
+                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
