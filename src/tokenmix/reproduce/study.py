@@ -13,6 +13,7 @@ budget shares or fixed budgets per model, the pretraining recipe, fine-tuning se
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -79,20 +80,22 @@ def claim_results_dir(config: ReproduceConfig) -> Path:
 class Stages:
     """Runs each stage unless its output exists; keeps the time spent for the budget and the log."""
 
-    def __init__(self, out: Path, budget: float) -> None:
+    def __init__(self, out: Path, budget: float | None) -> None:
         self.out, self.budget, self.start = out, budget, time.perf_counter()
         self.log: list[dict[str, Any]] = []
 
     @property
     def remaining(self) -> float:
-        return self.budget - (time.perf_counter() - self.start)
+        """Seconds of ``--budget`` left (infinite where the scale fixes each stage's time itself)."""
+        return math.inf if self.budget is None else self.budget - (time.perf_counter() - self.start)
 
     def run(self, name: str, output: Path, work: Callable[[], Any]) -> None:
         if output.exists():
             print(f"[reproduce] {name}: done before ({output.relative_to(self.out)}), skipped", file=sys.stderr)
             self.log.append({"stage": name, "status": "cached"})
             return
-        print(f"[reproduce] {name} ({self.remaining / 60:.1f} min of the budget left) ...", file=sys.stderr)
+        left = "" if self.budget is None else f" ({self.remaining / 60:.1f} min of the budget left)"
+        print(f"[reproduce] {name}{left} ...", file=sys.stderr)
         began = time.perf_counter()
         work()
         self.log.append({"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)})
@@ -201,7 +204,8 @@ def run_reproduce(config: ReproduceConfig) -> Path:
 
 def _run_stages(config: ReproduceConfig, out: Path) -> Stages:
     scale = SCALES[config.scale]
-    work, stages = out / "work", Stages(out, config.seconds)
+    scale_fixes_time = "pretrain_seconds" in scale  # the budget scale: --budget does not apply
+    work, stages = out / "work", Stages(out, None if scale_fixes_time else config.seconds)
     corpus, tok, data = work / "corpus.txt", work / "tokenizer", work / "data"
     stages.run("corpus", corpus, lambda: write_corpus(Path(config.data) / CORPUS, corpus, scale["corpus_mb"]))
     stages.run("tokenizer", tok / "tokenizer.json", lambda: train_tokenizer(TokenizerTrainConfig(
@@ -211,7 +215,7 @@ def _run_stages(config: ReproduceConfig, out: Path) -> Stages:
     shares, remaining, n = scale["shares"], stages.remaining, len(config.models)
     # a fixed budget per model (the budget scale) or a share of --budget
     pretrain_each = scale.get("pretrain_seconds") or max(10.0, remaining * shares["pretrain"] / n)
-    glue_each = None if "pretrain_seconds" in scale else max(5.0, remaining * shares["glue"] / (n * len(scale["glue_tasks"])))
+    glue_each = None if scale_fixes_time else max(5.0, remaining * shares["glue"] / (n * len(scale["glue_tasks"])))
     for model in config.models:
         run_dir = out / "pretrain" / model
         stages.run(f"pretrain {model}", run_dir / "summary.json",
