@@ -6,11 +6,12 @@ the same messages, naming the file and line."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tokenmix.text.tables import json_object
 
 
 def is_jsonl(path: Path) -> bool:
@@ -40,12 +41,9 @@ def read_documents(path: str | Path, text_field: str = "text",
                 if jsonl:
                     if not line.strip():
                         continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}); each line of a .jsonl "
-                                         f'file must be one object with a "{text_field}" field') from None
-                    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                    record = json_object(path, number, line, f'each line of a .jsonl file must be one object with '
+                                                             f'a "{text_field}" field')
+                    if not isinstance(record.get(text_field), str):
                         raise ValueError(f'{path}: line {number} has no string "{text_field}" field; each line of a '
                                          f'.jsonl file must be one object like {{"{text_field}": "..."}}')
                     yield [s for s in (part.strip() for part in record[text_field].split("\n")) if s]

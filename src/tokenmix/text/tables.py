@@ -28,6 +28,17 @@ def table_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+def json_object(file: str | Path, number: int, line: str, fix: str) -> dict[str, Any]:
+    """Line ``number`` of a JSON Lines ``file`` as an object, or one error naming the file, the line and ``fix``."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}:{number}: not valid JSON ({err.msg}); {fix}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{file}:{number}: a JSON {type(record).__name__}, not an object; {fix}")
+    return record
+
+
 def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     """(column names, rows) of a CSV/TSV/JSONL file; an empty file or a malformed line is an error."""
     file = Path(path)
@@ -38,17 +49,8 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
         if kind == "jsonl":
             rows = []
             for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file}:{number}: not valid JSON ({err.msg}); JSON Lines files hold one object "
-                                     f"per line") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{file}:{number}: a JSON {type(row).__name__}, not an object; JSON Lines files "
-                                     f"hold one object per line")
-                rows.append(row)
+                if line.strip():
+                    rows.append(json_object(file, number, line, "JSON Lines files hold one object per line"))
             columns = list(dict.fromkeys(key for row in rows for key in row))
         else:
             csv.field_size_limit(sys.maxsize)
