@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import tokenmix
+from tokenmix.cli.main import main
 from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
 from tokenmix.text.prepare import prepare_data
 from tokenmix.text.pretraining import PretrainingDataset
@@ -295,3 +296,9 @@ def test_the_training_clock_survives_a_resume_for_the_time_budget_schedule(corpu
     assert summary["train_seconds"] == pytest.approx(heldout[-1]["train_seconds"])
     schedule = learning_rate_schedule(config(corpus, run, warmup_steps=2, schedule="budget", max_time=100.0))
     assert schedule(0, 0.0) == 0.5 and schedule(10, 50.0) == 0.5 and schedule(10, 100.0) == 0.0
+
+
+def test_mlm_only_run_prints_its_summary_line_without_nsp(corpus, tmp_path, capsys):
+    assert main(tiny_args(corpus, tmp_path / "run", "--max-steps", "2", "--nsp", "none", "--device", "cpu")) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "held-out MLM loss" in line and "NSP" not in line and line.endswith("summary.json")

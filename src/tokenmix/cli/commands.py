@@ -125,10 +125,10 @@ def cmd_pretrain(config: PretrainConfig) -> None:
     summary = run_pretraining(config)
     if os.environ.get("RANK", "0") == "0":
         held = summary["heldout"]
+        nsp = f", NSP loss {held['nsp_loss']:.3f} acc {held['nsp_accuracy']:.3f}" if "nsp_loss" in held else ""  # --nsp none: MLM only
         print(f"{summary['model']} ({summary['params'] / 1e6:.1f}M params): {summary['steps']} steps, "
               f"{summary['steps_per_s']:.2f} steps/s, {summary['tokens_per_s']:.0f} tokens/s; held-out "
-              f"MLM loss {held['mlm_loss']:.3f} acc {held['mlm_accuracy']:.3f}, NSP loss {held['nsp_loss']:.3f} "
-              f"acc {held['nsp_accuracy']:.3f}; wrote {config.out}/summary.json")
+              f"MLM loss {held['mlm_loss']:.3f} acc {held['mlm_accuracy']:.3f}{nsp}; wrote {config.out}/summary.json")
 
 
 def cmd_finetune(config: FinetuneConfig) -> None:
