@@ -2,8 +2,9 @@
 or a whole table: ``tokenmix predict --model DIR --input in.csv --output out.csv``.
 
 A model folder written by ``tokenmix finetune`` holds the weights, the tokenizer and ``task.json``
-(label names, sequence length, length buckets, the columns of your own data), so the classifier is
-rebuilt from the folder alone, with the same padding rule it was trained with.
+(label names, sequence length, length buckets, the columns of your own data, whether it reads text
+pairs, the tokenizer's sha256), so the classifier is rebuilt from the folder alone, with the same
+padding rule it was trained with, and refuses a replaced tokenizer or inputs of the other kind.
 """
 
 from __future__ import annotations
@@ -24,10 +25,33 @@ from tokenmix.models.factory import load_pretrained
 from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
 from tokenmix.text.tables import read_table, require_columns, write_table
-from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.text.tokenizer import Tokenizer, check_tokenizer
 
 # Written by fine-tuning beside the weights: labels, lengths and padding rule, so a folder predicts alone.
 TASK_FILE = "task.json"
+
+
+def check_task_tokenizer(directory: Path, task: dict[str, Any]) -> None:
+    """The tokenizer beside fine-tuned weights must be the one they were tuned with (the sha256 in
+    ``task.json``; folders written before it was recorded are taken as they are)."""
+    if task.get("tokenizer_sha256"):
+        check_tokenizer(directory, task["tokenizer_sha256"], f"the model in {directory} was fine-tuned with",
+                        "put back the tokenizer.json and tokenizer_config.json it was saved with, or fine-tune again")
+
+
+def check_pairs(examples: Sequence[Example], pair: bool | None, task: str) -> None:
+    """Refuse single texts for a model tuned on text pairs and pairs for one tuned on single texts:
+    it would score them all the same, meaninglessly (``pair`` None: an older folder, not recorded)."""
+    if pair is None:
+        return
+    wrong = next((i for i, e in enumerate(examples, 1) if (e.text_b is not None) != pair), None)
+    if wrong is None:
+        return
+    if pair:
+        raise ValueError(f"the model was fine-tuned on text pairs ({task}); give two texts per example (two texts, "
+                         f"text<TAB>text lines in --file, or --text-pair-column with --input): input {wrong} has one")
+    raise ValueError(f"the model was fine-tuned on single texts ({task}); give one text per example (one text, lines "
+                     f"without a tab in --file, no --text-pair-column with --input): input {wrong} has two")
 
 
 class TextClassifier:
@@ -35,12 +59,14 @@ class TextClassifier:
     returns one ``{"label", "probabilities"}`` (or ``{"score"}`` for regression) per input."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, labels: Sequence[str] | None, max_seq_len: int,
-                 fixed_length: bool, buckets: Sequence[int] | None = None, columns: dict[str, Any] | None = None) -> None:
+                 fixed_length: bool, buckets: Sequence[int] | None = None, columns: dict[str, Any] | None = None,
+                 pair: bool | None = None, task: str = "") -> None:
         """``buckets``: the per-example lengths of a parameter-free mixing (see
-        :func:`~tokenmix.text.pairs.padding_policy`); ``columns``: the own-data columns it was tuned on."""
+        :func:`~tokenmix.text.pairs.padding_policy`); ``columns``: the own-data columns it was tuned on;
+        ``pair``: whether it was tuned on text pairs (None: unknown, inputs of either kind accepted)."""
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
         self.max_seq_len, self.fixed_length, self.buckets = max_seq_len, fixed_length, buckets
-        self.columns = columns or {}
+        self.columns, self.pair, self.task = columns or {}, pair, task
         self.truncated = 0  # inputs cut to max_seq_len by the last predict() call
 
     @classmethod
@@ -50,12 +76,14 @@ class TextClassifier:
             raise ValueError(f"{directory} is not a fine-tuned classifier (no {TASK_FILE}); fine-tune one with "
                              f"`tokenmix finetune` or `tokenmix glue`")
         task = json.loads((directory / TASK_FILE).read_text())
+        check_task_tokenizer(directory, task)
         model = load_pretrained(directory).to(resolve_device(device))
         return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"],
-                   task.get("length_buckets"), task.get("columns"))
+                   task.get("length_buckets"), task.get("columns"), task.get("pair"), task.get("task", ""))
 
     def batches(self, examples: Sequence[Example], batch_size: int = 64) -> PairBatches:
         """``examples`` encoded and batched with the padding policy the model was fine-tuned with."""
+        check_pairs(examples, self.pair, self.task)
         data = encode(self.tokenizer, examples, self.max_seq_len)
         self.truncated = data.truncated
         fixed = self.max_seq_len if self.fixed_length else None

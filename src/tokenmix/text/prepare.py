@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from tokenmix.io.files import atomic_write, write_json
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.corpus import read_documents
-from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
 
 FORMAT = "tokenmix-pretraining-shards/1"
 SPLITS = ("train", "heldout")
@@ -104,16 +104,6 @@ def _is_heldout(seed: int, index: int, fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2.0**64 < fraction
 
 
-def tokenizer_sha256(source: Path) -> str:
-    """sha256 over the files a tokenizer is loaded from (tokenizer.json and its config, or a .model)."""
-    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and (
-        p.name in ("tokenizer.json", "tokenizer_config.json") or p.suffix == ".model"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _fingerprint(config: DataPrepareConfig, paths: list[Path]) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -143,19 +133,23 @@ def _check_output(out: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | No
     return None
 
 
+def recorded_path(value: str | Path, folder: Path) -> Path:
+    """A path that ``folder``'s record holds: absolute since this version; an older, relative one is
+    taken relative to ``folder`` when it exists there, else to the working directory."""
+    path = Path(value)
+    return folder / path if not path.is_absolute() and (folder / path).exists() else path
+
+
 def data_tokenizer(data_dir: str | Path) -> Path:
     """The tokenizer that the prepared data in ``data_dir`` was made with, checked against the sha256
     recorded then: a tokenizer replaced since would give its token ids other meanings."""
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    path = Path(meta["config"]["tokenizer"])  # absolute since this version; older data: as given then
+    path = recorded_path(meta["config"]["tokenizer"], Path(data_dir))
     if not path.exists():
         raise FileNotFoundError(f"the tokenizer {path} of the data in {data_dir} is not there (moved, or a path "
                                 f"relative to another folder); pass it with --tokenizer")
-    expected, found = meta["fingerprint"]["tokenizer_sha256"], tokenizer_sha256(path)
-    if found != expected:
-        raise ValueError(f"the tokenizer {path} (sha256 {found[:12]}) is not the one the data in {data_dir} was "
-                         f"prepared with (sha256 {expected[:12]}); pass the original with --tokenizer, or prepare the "
-                         f"data again")
+    check_tokenizer(path, meta["fingerprint"]["tokenizer_sha256"], f"the data in {data_dir} was prepared with",
+                    "pass the original with --tokenizer, or prepare the data again")
     return path
 
 

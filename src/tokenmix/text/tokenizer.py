@@ -11,6 +11,7 @@ live in the torch-free :mod:`tokenmix.text.configs`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -111,6 +112,25 @@ def _canonical_order(backend: Any) -> None:
     score = {p: low + k * 1e-4 for k, p in enumerate(ladder)}
     rest = sorted(((p, struct.unpack("<f", struct.pack("<f", score.get(p, s)))[0]) for p, s in rest), key=lambda x: (-x[1], x[0]))
     backend.model = Unigram([tuple(x) for x in specials] + rest, model["unk_id"], model.get("byte_fallback", False))
+
+
+def tokenizer_sha256(source: Path) -> str:
+    """sha256 over the files a tokenizer is loaded from (tokenizer.json and its config, or a .model)."""
+    files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file() and (
+        p.name in ("tokenizer.json", "tokenizer_config.json") or p.suffix == ".model"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_tokenizer(path: Path, expected: str, owner: str, fix: str) -> None:
+    """Refuse a tokenizer other than the one ``owner`` recorded (by sha256): a replaced tokenizer gives
+    the token ids other meanings, which nothing downstream would notice."""
+    found = tokenizer_sha256(path)
+    if found != expected:
+        raise ValueError(f"the tokenizer {path} (sha256 {found[:12]}) is not the one {owner} (sha256 {expected[:12]}); "
+                         f"{fix}")
 
 
 def _read_backend(path: Path) -> Backend:

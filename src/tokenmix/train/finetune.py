@@ -31,12 +31,33 @@ from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
 from tokenmix.models.registry import make_config
-from tokenmix.text.classifier import TASK_FILE
+from tokenmix.text.classifier import TASK_FILE, check_task_tokenizer
 from tokenmix.text.pairs import PairBatches, encode, padding_policy, predict_logits
-from tokenmix.text.prepare import data_tokenizer
-from tokenmix.text.tokenizer import Tokenizer
+from tokenmix.text.prepare import data_tokenizer, recorded_path
+from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
 from tokenmix.train.configs import FinetuneConfig, FinetuneOptions
 from tokenmix.train.supervised import fit_sweep
+
+
+def stored_tokenizer(folder: Path) -> Any:
+    """The tokenizer saved in a model folder; a fine-tuned one's is checked against its ``task.json``."""
+    if (folder / TASK_FILE).is_file():
+        check_task_tokenizer(folder, json.loads((folder / TASK_FILE).read_text()))
+    return Tokenizer.load(folder)
+
+
+def run_tokenizer(run_dir: Path) -> Any | None:
+    """The tokenizer a pretraining run's data was prepared with (None when the data is not there),
+    checked against the sha256 the run recorded (runs before this version record none)."""
+    record = json.loads((run_dir / "train_config.json").read_text())
+    data = recorded_path(record["data"], run_dir) if record.get("data") else None
+    if data is None or not (data / "meta.json").is_file():
+        return None
+    path = data_tokenizer(data)
+    if record.get("tokenizer_sha256"):
+        check_tokenizer(path, record["tokenizer_sha256"], f"the run in {run_dir} was pretrained with",
+                        "pass that tokenizer with --tokenizer")
+    return Tokenizer.load(path)
 
 
 def find_tokenizer(init: str, explicit: str = "") -> Any:
@@ -49,13 +70,9 @@ def find_tokenizer(init: str, explicit: str = "") -> Any:
         model_dir = find_model_dir(source)
         for folder in dict.fromkeys((model_dir, source, model_dir.parent, model_dir.parent.parent)):
             if (folder / "tokenizer.json").is_file() or any(folder.glob("*.model")):
-                return Tokenizer.load(folder)
-            record = folder / "train_config.json"
-            if record.is_file():
-                data = Path(json.loads(record.read_text()).get("data", ""))
-                data = data if data.is_absolute() or data.is_dir() else folder / data  # older runs: relative
-                if (data / "meta.json").is_file():
-                    return Tokenizer.load(data_tokenizer(data))
+                return stored_tokenizer(folder)
+            if (folder / "train_config.json").is_file() and (found := run_tokenizer(folder)) is not None:
+                return found
     raise FileNotFoundError(f"no tokenizer found for --init {init}; pass --tokenizer (a folder with tokenizer.json, "
                             f"e.g. one trained with `tokenmix tokenizer train`)")
 
@@ -167,15 +184,23 @@ def evaluate_and_write(model: Any, data: TaskData, out: Path, submission_dir: Pa
     return splits
 
 
+def tuned_on_pairs(data: TaskData) -> bool:
+    """Whether the task's examples are text pairs (GLUE's mrpc, rte, qnli, stsb; your own data with
+    --text-pair-column), so that ``predict`` can refuse inputs of the other kind."""
+    return any(e.text_b is not None for e in data.train.examples)
+
+
 def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -> None:
-    """Tokenizer and ``task.json`` beside the weights, so ``tokenmix predict`` needs only the folder."""
+    """Tokenizer and ``task.json`` beside the weights, so ``tokenmix predict`` needs only the folder; the
+    tokenizer's sha256 makes a tokenizer replaced later an error rather than silently other token ids."""
     data.tokenizer.save(directory)
     columns = asdict(data.adapter.columns) if isinstance(data.adapter, TableAdapter) else None
     write_json(directory / TASK_FILE, {"benchmark": data.adapter.benchmark, "task": data.adapter.name,
                                        "labels": data.adapter.labels, "max_seq_len": options.max_seq_len,
                                        "fixed_length": data.fixed is not None,
                                        "length_buckets": None if data.buckets is None else list(data.buckets),
-                                       "columns": columns})
+                                       "columns": columns, "pair": tuned_on_pairs(data),
+                                       "tokenizer_sha256": tokenizer_sha256(directory)})
 
 
 def table_adapter(config: FinetuneConfig, dataset: Any = None) -> TableAdapter:

@@ -162,7 +162,9 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     lock = FolderLock(config.out, enabled=context.is_main)
     try:
         lock.acquire()
-        record = {**asdict(config), "data": str(Path(config.data).resolve())}  # finetune --init RUN from anywhere
+        train_data = PretrainingDataset(config.data, "train")
+        record = {**asdict(config), "data": str(Path(config.data).resolve()),  # finetune --init RUN from anywhere
+                  "tokenizer_sha256": train_data.meta["fingerprint"]["tokenizer_sha256"]}  # checked by find_tokenizer
         if (finished := finished_summary(Path(config.out), config.resume, record)) is not None:
             return finished
         run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, record, context.is_main)
@@ -171,7 +173,6 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
                   f"{config.max_steps}: the learning rate never reaches --learning-rate {config.learning_rate:g} "
                   f"(at most {config.learning_rate * config.max_steps / config.warmup_steps:.3g})", file=sys.stderr)
         context.barrier()
-        train_data = PretrainingDataset(config.data, "train")
         heldout = PretrainingDataset(config.data, "heldout")
         model_config = make_config(config.model, config.preset, **{
             "head": "pretraining", "vocab_size": train_data.vocab_size, "pad_token_id": train_data.meta["special_ids"]["pad"],
@@ -215,6 +216,10 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
         }
         if context.is_main:
             write_json(run_dir / "summary.json", summary)
+        # Every rank done with its collectives and files before any tears its process group down: a rank
+        # that destroys it first closes connections its peer still uses (a gloo transport abort, or a
+        # peer stuck in shutdown). Only on success: after an error the peer may never arrive.
+        context.barrier()
         return summary
     finally:
         lock.release()
