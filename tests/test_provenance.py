@@ -21,6 +21,7 @@ from tokenmix.text.configs import TokenizerTrainConfig
 from tokenmix.text.tokenizer import Tokenizer, tokenizer_sha256, train_tokenizer
 from tokenmix.train.finetune import find_tokenizer
 from tokenmix.train.pretrain import run_pretraining
+from tokenmix.train.state import refuse_changed_settings
 
 corpus = pre.corpus  # the prepared corpus of the pretraining tests (a module-scoped fixture)
 GLUE = Path(__file__).parent / "fixtures" / "glue"
@@ -151,3 +152,14 @@ def test_a_run_whose_data_has_another_tokenizer_now_is_refused(run_dir, corpus, 
     with pytest.raises(ValueError, match=rf"the tokenizer {corpus.parent / 'tok'} \(sha256 \w+\) is not the one the "
                                          rf"run in {old} was pretrained with \(sha256 000000000000\)"):
         find_tokenizer(str(old))
+
+
+def test_resuming_an_older_run_with_a_relative_data_path_compares_where_it_points(run_dir, corpus, tmp_path,
+                                                                                  monkeypatch):
+    old = Path(shutil.copytree(run_dir, tmp_path / "old"))
+    record = json.loads((old / "train_config.json").read_text())
+    (old / "train_config.json").write_text(json.dumps({**record, "data": corpus.name}))
+    monkeypatch.chdir(corpus.parent)
+    refuse_changed_settings(old, record)  # the same folder, now recorded absolute: not a change
+    with pytest.raises(ValueError, match="data: "):
+        refuse_changed_settings(old, {**record, "data": str(tmp_path)})

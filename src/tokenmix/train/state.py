@@ -31,6 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
 from tokenmix.io.files import file_sha256, write_json
 from tokenmix.models.config import ModelConfig
+from tokenmix.text.prepare import recorded_path
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "training_state.pt"
@@ -188,6 +189,8 @@ def refuse_changed_settings(run_dir: Path, record: dict[str, Any]) -> None:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is damaged ({err}); start again with --overwrite") from None
     now = json.loads(json.dumps(record))  # tuples as lists, as they were written
+    if before.get("data"):  # older runs recorded --data as given: compare where it points
+        before["data"] = str(recorded_path(before["data"], run_dir).resolve())
     # Under the time-budget schedule the budget shapes the learning rate, so it must stay as it was.
     free = RESUMABLE_CHANGES - {"max_time"} if before.get("schedule") == "budget" else RESUMABLE_CHANGES
     changed = [f"{name}: {before[name]!r} -> {value!r}" for name, value in now.items()
