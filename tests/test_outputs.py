@@ -19,11 +19,14 @@ import pytest
 
 from test_faults import one_error, snapshot
 from tokenmix.bench.configs import SpeedBenchConfig
+from tokenmix.bench.speed import run_speed_benchmark
 from tokenmix.cli.commands import COMMANDS
 from tokenmix.cli.main import main
 from tokenmix.io.files import claim_outputs
 from tokenmix.lra.configs import LRARunConfig
 from tokenmix.options import OUTPUT_KINDS, OVERWRITE_HELP, RANGES, flag, range_problem
+from tokenmix.reporting.configs import ReportConfig
+from tokenmix.reporting.report import build_report
 from tokenmix.train.configs import PretrainConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -181,3 +184,17 @@ def test_the_api_and_the_command_line_say_the_same(capsys):
 def test_sentinel_defaults_still_mean_the_task_default():
     config = LRARunConfig(task="listops")  # lr (0,), batch size 0, weight decay -1: the task's official values
     assert config.lr[0] > 0 and config.batch_size > 0 and config.weight_decay >= 0
+
+
+def test_the_python_api_refuses_an_existing_output_before_any_work(tmp_path):
+    taken = tmp_path / "speed.json"
+    taken.write_text("[]")
+    with pytest.raises(ValueError, match=rf"--json {re.escape(str(taken))} already exists; pass --overwrite"):
+        run_speed_benchmark(SpeedBenchConfig(models=("fnet",), preset="tiny", seq_lens=(8,), json=str(taken)))
+    assert taken.read_text() == "[]"
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("mine")
+    with pytest.raises(ValueError, match="--out .* already exists"):
+        build_report(ReportConfig(runs_dir=str(tmp_path), out=str(report)))
+    assert (report / "report.md").read_text() == "mine"

@@ -19,7 +19,7 @@ MODELS=${MODELS:-fnet linear bert}
 steps_in_budget() {  # TASK LENGTH BATCH MODEL -> 90% of the steps that fit in BUDGET at the measured speed
   local probe=runs/lra-probe/$1-$4-b$3
   [ -f "$probe/speed.json" ] || nice -n 10 tokenmix lra speed --task "$1" --seq-lens "$2" --batch-size "$3" \
-    --models "$4" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" > /dev/null
+    --models "$4" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" --overwrite > /dev/null
   python -c "import json; r = json.load(open('$probe/speed.json'))['results'][0]; print(max(1, int(0.9 * r['steps_per_s'] * $BUDGET)))"
 }
 

@@ -17,7 +17,7 @@ import torch
 from tokenmix.bench.configs import MoEBenchConfig
 from tokenmix.bench.measure import median, time_steps
 from tokenmix.devices import autocast, device_name, precision_name, resolve_device, resolve_precision
-from tokenmix.io.files import write_json
+from tokenmix.io.files import claim_outputs, write_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.layers import FeedForward
 from tokenmix.models.moe import MoEFeedForward, expert_capacity, num_groups
@@ -26,6 +26,7 @@ from tokenmix.reporting.tables import render_table
 
 
 def run_moe_benchmark(config: MoEBenchConfig) -> list[dict[str, Any]]:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     device = resolve_device(config.device)
     overrides = {"router": config.router} if config.router else {}
     model_config = make_config(config.model, config.preset, **overrides)

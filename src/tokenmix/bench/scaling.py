@@ -22,7 +22,7 @@ from tokenmix.bench import speed
 from tokenmix.bench.configs import ScalingBenchConfig
 from tokenmix.bench.measure import fit_exponent
 from tokenmix.devices import resolve_device
-from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.reporting.tables import mib, render_table
 
 
@@ -54,8 +54,8 @@ def _predicted_seconds(done: list[dict[str, Any]], seq_len: int, steps: int) -> 
 
 
 def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     resolve_device(config.device)
-    ensure_writable(config.out, directory=True, flag="--out")
     steps = config.warmup + config.repeats + 1  # + the FLOP-counting step
     records = []
     jobs = [(m, b) for b in config.batch_sizes for m in config.models]

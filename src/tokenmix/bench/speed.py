@@ -31,7 +31,7 @@ from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflo
 from tokenmix.bench.measure import PeakMemory, enable_tf32, median, resource_error, run_isolated, time_steps
 from tokenmix.bench.peers import build_peer, require_transformers
 from tokenmix.devices import device_name, precision_name, resolve_device, resolve_precision
-from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.models.factory import build_model
 from tokenmix.models.mixing.autotune import choices
 from tokenmix.models.registry import make_config
@@ -172,14 +172,12 @@ def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     """Measure every (model, seq_len, mode) ``rounds`` times; write JSON/markdown if asked; return
     the records. Output paths and the device are checked before anything is measured."""
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     device = resolve_device(config.device)
     for precision in config.precision:
         resolve_precision(precision, device)  # fp16 on a CPU fails here, before any measurement
     if config.compare:
         require_transformers()
-    for path, flag in ((config.json, "--json"), (config.markdown, "--markdown")):
-        if path is not None:
-            ensure_writable(path, flag=flag)
     jobs = [(m, n, mode, p) for mode in config.mode for n in config.seq_lens for m in config.subjects for p in config.precision]
     results: dict[tuple, list[dict[str, Any]]] = {job: [] for job in jobs}
     with tqdm(total=len(jobs) * config.rounds, desc="bench", unit="config") as bar:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tokenmix.devices import autocast, resolve_device
-from tokenmix.io.files import write_json
+from tokenmix.io.files import claim_outputs, write_json
 from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig
 from tokenmix.lra.data import load_task_splits
 from tokenmix.lra.models import load_lra_model
@@ -131,6 +131,7 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
 
 
 def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     device = resolve_device(config.device)
     model = load_lra_model(config.checkpoint).to(device)
     trained_on, pooling = model.config.lra_task, model.config.pooling

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tokenmix.bench.measure import PeakMemory, fit_exponent, median, report_progress, resource_error, run_isolated
 from tokenmix.devices import device_name, resolve_device, synchronize
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.lra.configs import PERFORMER, LRASpeedConfig, parse_model_spec
 from tokenmix.lra.tasks import get_lra_task, lra_model_config
 from tokenmix.models.config import ModelConfig
@@ -137,6 +137,7 @@ def exponent(records: list[dict[str, Any]], key: str) -> float | None:
 
 
 def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     available = [spec for spec in config.models if parse_model_spec(spec)[0] != PERFORMER or _has_performer()]
     notes = [f"{spec}: skipped, performer-pytorch is not installed (pip install performer-pytorch)"
              for spec in config.models if spec not in available]

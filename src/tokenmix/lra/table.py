@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.lra.configs import LRATableConfig
 from tokenmix.lra.pathfinder import GENERATOR_VERSION
 from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
@@ -126,6 +126,7 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run_table(config: LRATableConfig) -> str:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     records = summaries(config.runs)
     if not records:
         raise FileNotFoundError(f"no LRA summary.json under {', '.join(config.runs)}; train with `tokenmix lra run`")

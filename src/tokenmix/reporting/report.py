@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenmix.benchmarks.glue import column_title
-from tokenmix.io.files import atomic_write, ensure_writable
+from tokenmix.io.files import atomic_write, claim_outputs
 from tokenmix.models.config import PRESETS
 from tokenmix.models.registry import list_models
 from tokenmix.reporting import paper
@@ -194,12 +194,13 @@ def points_table(points: list[Point], accuracy_format: str) -> str:
 
 def build_report(config: ReportConfig) -> dict[str, Any]:
     """Write ``report.md`` and the Pareto plots into ``config.out``; return what was written."""
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     found = collect(config.runs_dir)
     if not found.summaries:
         raise ValueError(f"no run summaries under {found.root} ({found.skipped} other JSON files); expected "
                          f"summary.json of `tokenmix pretrain` or an LRA task, glue.json of `tokenmix glue`, or "
                          f"`tokenmix bench speed --json` output")
-    out = ensure_writable(config.out, directory=True)
+    out = Path(config.out)
     counts = {kind: len(found.of(kind)) for kind in KINDS}
     glue_points, mlm_points, notes = speed_accuracy_points(found)
     lines = ["# tokenmix report", "",

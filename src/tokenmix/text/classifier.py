@@ -20,7 +20,7 @@ import torch
 from tokenmix.benchmarks.examples import Example
 from tokenmix.devices import autocast, resolve_device
 from tokenmix.io.checkpoint import find_model_dir
-from tokenmix.io.files import write_json
+from tokenmix.io.files import claim_outputs, write_json
 from tokenmix.models.factory import load_pretrained
 from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
@@ -148,6 +148,7 @@ def output_rows(columns: list[str], rows: list[dict[str, Any]], results: list[di
 
 
 def run_predict(config: PredictConfig) -> list[dict[str, Any]]:
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     classifier = TextClassifier.from_pretrained(config.model, config.device)
     if config.input:
         columns, rows, inputs = table_inputs(config, classifier)

@@ -21,7 +21,7 @@ from torch import nn
 
 from tokenmix.bench.measure import PeakMemory, run_isolated
 from tokenmix.devices import device_name, resolve_device
-from tokenmix.io.files import write_json
+from tokenmix.io.files import claim_outputs, write_json
 from tokenmix.lra import listops
 from tokenmix.models.factory import create_model
 from tokenmix.models.registry import get_variant
@@ -98,6 +98,7 @@ def _train_and_evaluate(config: DemoConfig, name: str) -> dict[str, Any]:
 
 def run_demo(config: DemoConfig) -> list[dict[str, Any]]:
     """Train and score each of ``config.models`` in turn, each in a fresh process; one dict per model."""
+    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
     for name in config.models:
         get_variant(name)  # unknown names fail here, before any model trains
     results = [run_isolated(_train_and_evaluate, config, name) for name in config.models]
