@@ -7,6 +7,7 @@ WORLD_SIZE / LOCAL_RANK; we only initialise the default process group and wrap t
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -86,7 +87,11 @@ def wrap_model(model: TokenMixPreTrainedModel, context: DistributedContext, fsdp
 
 
 def shutdown(context: DistributedContext) -> None:
+    """Destroy the process group last: after the DDP/FSDP wrappers that hold it are collected, so that
+    its worker threads are joined here, in this thread, and not during interpreter exit, where gloo's
+    threads can end the process with ``terminate called without an active exception`` (SIGABRT)."""
     if context.enabled and dist.is_initialized():
+        gc.collect()  # wrappers caught in reference cycles (closures, hooks) release the group now
         dist.destroy_process_group()
 
 

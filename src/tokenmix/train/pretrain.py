@@ -162,65 +162,70 @@ def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     lock = FolderLock(config.out, enabled=context.is_main)
     try:
         lock.acquire()
-        train_data = PretrainingDataset(config.data, "train")
-        record = {**asdict(config), "data": str(Path(config.data).resolve()),  # finetune --init RUN from anywhere
-                  "tokenizer_sha256": train_data.meta["fingerprint"]["tokenizer_sha256"]}  # checked by find_tokenizer
-        if (finished := finished_summary(Path(config.out), config.resume, record)) is not None:
-            return finished
-        run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, record, context.is_main)
-        if config.warmup_steps > config.max_steps and context.is_main:
-            print(f"tokenmix: warning: --warmup-steps {config.warmup_steps} is longer than --max-steps "
-                  f"{config.max_steps}: the learning rate never reaches --learning-rate {config.learning_rate:g} "
-                  f"(at most {config.learning_rate * config.max_steps / config.warmup_steps:.3g})", file=sys.stderr)
-        context.barrier()
-        heldout = PretrainingDataset(config.data, "heldout")
-        model_config = make_config(config.model, config.preset, **{
-            "head": "pretraining", "vocab_size": train_data.vocab_size, "pad_token_id": train_data.meta["special_ids"]["pad"],
-            **parse_overrides(config.override)})
-        if config.max_seq_len > model_config.max_position_embeddings:
-            raise ValueError(f"--max-seq-len {config.max_seq_len} exceeds max_position_embeddings="
-                             f"{model_config.max_position_embeddings}; add --override max_position_embeddings={config.max_seq_len}")
-        torch.manual_seed(config.seed)
-        model = build_model(model_config)
-        teacher = load_teacher(config.teacher, train_data).to(context.device) if config.teacher else None
-        world, micro, accum = context.world_size, config.batch_size, config.grad_accum
-        tokens_per_step = world * micro * accum * config.max_seq_len
-        settings = TrainSettings(
-            learning_rate=config.learning_rate, schedule=learning_rate_schedule(config),
-            max_steps=config.max_steps, max_time=config.max_time, weight_decay=config.weight_decay,
-            clip_grad_norm=config.clip_grad_norm, precision=config.precision, log_every=config.log_every,
-            eval_every=config.eval_every, evaluate_at_stop=False, eval_split="heldout", save_every=config.save_every,
-            keep_checkpoints=config.keep_checkpoints, tokens_per_step=tokens_per_step, desc=f"pretrain {config.model}")
-        engine = Engine(model, settings, context, run_dir, fsdp=config.fsdp)
-        if config.compile:
-            engine.model.compile()  # in place: parameter names, checkpoints and resume are unchanged
-        if config.resume:
-            engine.resume()
-
-        def batches(step: int) -> list[Batch]:
-            """This rank's micro-batches: slices of the step's global batch, interleaved over ranks."""
-            return [train_data.batch(step, micro, config, offset=(m * world + context.rank) * micro) for m in range(accum)]
-
-        def heldout_metrics(trained: nn.Module) -> dict[str, float]:
-            return evaluate(trained, heldout, config, context)
-
-        objective = PretrainingObjective(teacher, config.distill_alpha, config.distill_temperature, config.nsp != "none")
-        result = engine.run(batches, objective, heldout_metrics)
-        final = engine.evaluate(heldout_metrics)
-        summary = {
-            "model": config.model, "preset": config.preset, "params": sum(p.numel() for p in engine.model.parameters()),
-            "steps": result.step, "stop_reason": result.stop_reason, "train_seconds": result.train_seconds,
-            "steps_per_s": result.steps_per_s, "tokens_per_s": result.steps_per_s * tokens_per_step,
-            "tokens_per_step": tokens_per_step, "world_size": world, "device": device_name(context.device),
-            "heldout": final, "config": asdict(config), "model_config": model_config.to_dict(),
-        }
-        if context.is_main:
-            write_json(run_dir / "summary.json", summary)
-        # Every rank done with its collectives and files before any tears its process group down: a rank
-        # that destroys it first closes connections its peer still uses (a gloo transport abort, or a
-        # peer stuck in shutdown). Only on success: after an error the peer may never arrive.
-        context.barrier()
-        return summary
+        return _pretrain(config, context)  # returns with its model, optimizer and DDP wrapper freed...
     finally:
         lock.release()
-        shutdown(context)
+        shutdown(context)  # ...so that the process group goes last, in this thread (see shutdown)
+
+
+def _pretrain(config: PretrainConfig, context: DistributedContext) -> dict[str, Any]:
+    """The run itself, inside the run folder's lock."""
+    train_data = PretrainingDataset(config.data, "train")
+    record = {**asdict(config), "data": str(Path(config.data).resolve()),  # finetune --init RUN from anywhere
+              "tokenizer_sha256": train_data.meta["fingerprint"]["tokenizer_sha256"]}  # checked by find_tokenizer
+    if (finished := finished_summary(Path(config.out), config.resume, record)) is not None:
+        return finished
+    run_dir = prepare_run_dir(Path(config.out), config.resume, config.overwrite, record, context.is_main)
+    if config.warmup_steps > config.max_steps and context.is_main:
+        print(f"tokenmix: warning: --warmup-steps {config.warmup_steps} is longer than --max-steps "
+              f"{config.max_steps}: the learning rate never reaches --learning-rate {config.learning_rate:g} "
+              f"(at most {config.learning_rate * config.max_steps / config.warmup_steps:.3g})", file=sys.stderr)
+    context.barrier()
+    heldout = PretrainingDataset(config.data, "heldout")
+    model_config = make_config(config.model, config.preset, **{
+        "head": "pretraining", "vocab_size": train_data.vocab_size, "pad_token_id": train_data.meta["special_ids"]["pad"],
+        **parse_overrides(config.override)})
+    if config.max_seq_len > model_config.max_position_embeddings:
+        raise ValueError(f"--max-seq-len {config.max_seq_len} exceeds max_position_embeddings="
+                         f"{model_config.max_position_embeddings}; add --override max_position_embeddings={config.max_seq_len}")
+    torch.manual_seed(config.seed)
+    model = build_model(model_config)
+    teacher = load_teacher(config.teacher, train_data).to(context.device) if config.teacher else None
+    world, micro, accum = context.world_size, config.batch_size, config.grad_accum
+    tokens_per_step = world * micro * accum * config.max_seq_len
+    settings = TrainSettings(
+        learning_rate=config.learning_rate, schedule=learning_rate_schedule(config),
+        max_steps=config.max_steps, max_time=config.max_time, weight_decay=config.weight_decay,
+        clip_grad_norm=config.clip_grad_norm, precision=config.precision, log_every=config.log_every,
+        eval_every=config.eval_every, evaluate_at_stop=False, eval_split="heldout", save_every=config.save_every,
+        keep_checkpoints=config.keep_checkpoints, tokens_per_step=tokens_per_step, desc=f"pretrain {config.model}")
+    engine = Engine(model, settings, context, run_dir, fsdp=config.fsdp)
+    if config.compile:
+        engine.model.compile()  # in place: parameter names, checkpoints and resume are unchanged
+    if config.resume:
+        engine.resume()
+
+    def batches(step: int) -> list[Batch]:
+        """This rank's micro-batches: slices of the step's global batch, interleaved over ranks."""
+        return [train_data.batch(step, micro, config, offset=(m * world + context.rank) * micro) for m in range(accum)]
+
+    def heldout_metrics(trained: nn.Module) -> dict[str, float]:
+        return evaluate(trained, heldout, config, context)
+
+    objective = PretrainingObjective(teacher, config.distill_alpha, config.distill_temperature, config.nsp != "none")
+    result = engine.run(batches, objective, heldout_metrics)
+    final = engine.evaluate(heldout_metrics)
+    summary = {
+        "model": config.model, "preset": config.preset, "params": sum(p.numel() for p in engine.model.parameters()),
+        "steps": result.step, "stop_reason": result.stop_reason, "train_seconds": result.train_seconds,
+        "steps_per_s": result.steps_per_s, "tokens_per_s": result.steps_per_s * tokens_per_step,
+        "tokens_per_step": tokens_per_step, "world_size": world, "device": device_name(context.device),
+        "heldout": final, "config": asdict(config), "model_config": model_config.to_dict(),
+    }
+    if context.is_main:
+        write_json(run_dir / "summary.json", summary)
+    # Every rank done with its collectives and files before any tears its process group down: a rank
+    # that destroys it first closes connections its peer still uses (a gloo transport abort, or a
+    # peer stuck in shutdown). Only on success: after an error the peer may never arrive.
+    context.barrier()
+    return summary
