@@ -1,8 +1,8 @@
 """One way every command claims its outputs, one table of ranges for every config (issue 19).
 
 Every config field that names an output says what it is (``output="file"``, ``"folder"`` or ``"run"``);
-the command line claims file and folder outputs before any work (an existing one is refused unless
-``--overwrite``). Every config checks its numbers against :data:`tokenmix.options.RANGES`, so the
+every command's implementation claims its file and folder outputs before any work (an existing one is
+refused unless ``--overwrite``), so the command line and the Python API behave alike. Every config checks its numbers against :data:`tokenmix.options.RANGES`, so the
 Python API refuses what the command line refuses, in the same words.
 """
 
@@ -76,6 +76,36 @@ def refused(capsys: pytest.CaptureFixture[str], argv: list[str], path: Path) -> 
     line = one_error(capsys, argv)
     assert str(path) in line and "--overwrite" in line, line
     assert snapshot(root) == before
+
+
+# Every command with a file or folder output, with its other arguments: the claim comes before any of them is used.
+CLAIMING = {
+    "models": lambda f, d: ["models", "--json", f],
+    "demo": lambda f, d: ["demo", "--json", f],
+    "predict": lambda f, d: ["predict", "--model", d, "--json", f, "a text"],
+    "bench speed": lambda f, d: ["bench", "speed", "--json", f],
+    "bench scaling": lambda f, d: ["bench", "scaling", "--out", d],
+    "bench moe": lambda f, d: ["bench", "moe", "--json", f],
+    "lra eval": lambda f, d: ["lra", "eval", "listops", "--checkpoint", d, "--json", f],
+    "lra table": lambda f, d: ["lra", "table", "--json", f],
+    "lra speed": lambda f, d: ["lra", "speed", "--out", d],
+    "report": lambda f, d: ["report", d, "--out", d],
+}
+
+
+def test_every_command_with_a_file_or_folder_output_is_listed_here():
+    claiming = {" ".join(c.path) for c in COMMANDS if set(outputs(c.config).values()) & {"file", "folder"}}
+    assert claiming == set(CLAIMING)
+
+
+@pytest.mark.parametrize("command", sorted(CLAIMING))
+def test_every_command_refuses_an_existing_output_before_any_work(capsys, tmp_path, command):
+    taken, folder = tmp_path / "taken.json", tmp_path / "taken"
+    taken.write_text("{}")
+    folder.mkdir()
+    (folder / "kept.md").write_text("earlier")
+    argv = CLAIMING[command](str(taken), str(folder))
+    refused(capsys, argv, taken if str(taken) in argv else folder)
 
 
 def test_bench_and_report_refuse_existing_outputs_unless_overwrite(capsys, tmp_path):

@@ -26,7 +26,7 @@ from tokenmix.reporting.tables import render_table
 
 
 def run_moe_benchmark(config: MoEBenchConfig) -> list[dict[str, Any]]:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     device = resolve_device(config.device)
     overrides = {"router": config.router} if config.router else {}
     model_config = make_config(config.model, config.preset, **overrides)

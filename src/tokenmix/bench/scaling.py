@@ -54,7 +54,7 @@ def _predicted_seconds(done: list[dict[str, Any]], seq_len: int, steps: int) -> 
 
 
 def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     resolve_device(config.device)
     steps = config.warmup + config.repeats + 1  # + the FLOP-counting step
     records = []

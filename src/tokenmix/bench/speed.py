@@ -172,7 +172,7 @@ def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
     """Measure every (model, seq_len, mode) ``rounds`` times; write JSON/markdown if asked; return
     the records. Output paths and the device are checked before anything is measured."""
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     device = resolve_device(config.device)
     for precision in config.precision:
         resolve_precision(precision, device)  # fp16 on a CPU fails here, before any measurement

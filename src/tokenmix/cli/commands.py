@@ -59,7 +59,9 @@ GROUPS = {
 def cmd_models(config: ModelsConfig) -> None:
     import torch
 
-    from tokenmix.io.files import write_json
+    from tokenmix.io.files import claim_outputs, write_json
+
+    claim_outputs(config)  # as every command's implementation does, before any work
     from tokenmix.models.config import PRESETS
     from tokenmix.models.factory import build_model
     from tokenmix.models.registry import get_variant, list_models, make_config

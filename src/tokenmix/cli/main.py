@@ -17,8 +17,7 @@ import typing
 from collections.abc import Sequence
 
 from tokenmix.cli.arguments import add_config_arguments, config_from_args
-from tokenmix.cli.commands import COMMANDS, GROUPS, Command
-from tokenmix.io.files import claim_outputs
+from tokenmix.cli.commands import COMMANDS, GROUPS
 from tokenmix.version import __version__
 
 
@@ -26,14 +25,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         """One line, like every other error, instead of argparse's usage block."""
         self.exit(2, f"tokenmix: error: {message} (see `{self.prog} --help`)\n")
-
-
-def run_command(command: Command, args: argparse.Namespace) -> None:
-    """Build ``command``'s config from ``args`` (which checks it), claim its outputs (an existing one
-    is refused unless --overwrite; an unwritable one at once, not after the work), then run it."""
-    config = config_from_args(command.config, args)
-    claim_outputs(config)
-    command.run(config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         sub = subparsers_for(command.path).add_parser(command.path[-1], help=command.help, description=command.description)
         add_config_arguments(sub, command.config)
-        sub.set_defaults(run=lambda args, command=command: run_command(command, args))
+        sub.set_defaults(run=lambda args, command=command: command.run(config_from_args(command.config, args)))
     return parser
 
 

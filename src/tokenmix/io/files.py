@@ -87,8 +87,9 @@ def claim_output(path: str | Path, overwrite: bool, flag: str = "--out", directo
 
 def claim_outputs(config: Any) -> None:
     """:func:`claim_output` for every field of the dataclass ``config`` marked ``output="file"`` or
-    ``"folder"`` that is set, with ``config.overwrite``: every command claims its outputs the same way
-    before it starts (``"run"`` folders are claimed by their commands, which may resume them)."""
+    ``"folder"`` that is set, with ``config.overwrite``: the first thing every command's implementation
+    does, so the command line and the Python API claim outputs the same way before any work (``"run"``
+    folders are claimed by their commands, which may resume them)."""
     for f in dataclasses.fields(config):
         kind, path = f.metadata.get("output"), getattr(config, f.name)
         if kind in ("file", "folder") and path:

@@ -131,7 +131,7 @@ def run_lra(config: LRARunConfig) -> dict[str, Any]:
 
 
 def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     device = resolve_device(config.device)
     model = load_lra_model(config.checkpoint).to(device)
     trained_on, pooling = model.config.lra_task, model.config.pooling

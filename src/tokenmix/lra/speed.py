@@ -137,7 +137,7 @@ def exponent(records: list[dict[str, Any]], key: str) -> float | None:
 
 
 def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     available = [spec for spec in config.models if parse_model_spec(spec)[0] != PERFORMER or _has_performer()]
     notes = [f"{spec}: skipped, performer-pytorch is not installed (pip install performer-pytorch)"
              for spec in config.models if spec not in available]

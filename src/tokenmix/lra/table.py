@@ -126,7 +126,7 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def run_table(config: LRATableConfig) -> str:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     records = summaries(config.runs)
     if not records:
         raise FileNotFoundError(f"no LRA summary.json under {', '.join(config.runs)}; train with `tokenmix lra run`")

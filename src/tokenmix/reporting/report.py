@@ -194,7 +194,7 @@ def points_table(points: list[Point], accuracy_format: str) -> str:
 
 def build_report(config: ReportConfig) -> dict[str, Any]:
     """Write ``report.md`` and the Pareto plots into ``config.out``; return what was written."""
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     found = collect(config.runs_dir)
     if not found.summaries:
         raise ValueError(f"no run summaries under {found.root} ({found.skipped} other JSON files); expected "

@@ -148,7 +148,7 @@ def output_rows(columns: list[str], rows: list[dict[str, Any]], results: list[di
 
 
 def run_predict(config: PredictConfig) -> list[dict[str, Any]]:
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     classifier = TextClassifier.from_pretrained(config.model, config.device)
     if config.input:
         columns, rows, inputs = table_inputs(config, classifier)

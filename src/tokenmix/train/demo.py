@@ -98,7 +98,7 @@ def _train_and_evaluate(config: DemoConfig, name: str) -> dict[str, Any]:
 
 def run_demo(config: DemoConfig) -> list[dict[str, Any]]:
     """Train and score each of ``config.models`` in turn, each in a fresh process; one dict per model."""
-    claim_outputs(config)  # the Python API refuses an existing output too, unless config.overwrite
+    claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     for name in config.models:
         get_variant(name)  # unknown names fail here, before any model trains
     results = [run_isolated(_train_and_evaluate, config, name) for name in config.models]
