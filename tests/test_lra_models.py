@@ -153,6 +153,14 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     record = json.loads(result.read_text())
     assert record["examples"] == 2 and record["accuracy"] == pytest.approx(summary["test_accuracy"])
     assert record["root_op_baseline"] == 1.0  # fitted on the two test rows themselves (one per operator)
+    scored = {}  # --split all scores every example of the folder: the three splits' counts together
+    for split in ("train", "val", "test", "all"):
+        assert main(["lra", "eval", "listops", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "listops"),
+                     "--cache-dir", str(tmp_path / "cache"), "--split", split, "--json", str(result), "--overwrite"]) == 0
+        scored[split] = json.loads(result.read_text())
+    assert scored["all"]["examples"] == 8 and set(scored["all"]["data"]) == {"train", "val", "test"}
+    correct = sum(scored[s]["accuracy"] * scored[s]["examples"] for s in ("train", "val", "test"))
+    assert scored["all"]["accuracy"] == pytest.approx(correct / 8)
     assert main(["lra", "eval", "text", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "text")]) == 1
     assert "trained on 'listops'" in capsys.readouterr().err
 

@@ -3,11 +3,13 @@
 Runs ``snakes2.from_wrapper`` of a drewlinsley/pathfinder checkout (not part of tokenmix; needs numpy,
 scipy, pillow and opencv-python-headless) with the settings LRA's TFDS builder documents for
 pathfinder32, keeps the images in memory instead of PNG files and prints
-``tokenmix.lra.pathfinder.image_statistics`` of them as JSON. The checkout's replacements of the removed
+``tokenmix.lra.pathfinder.image_statistics`` of them as JSON; with OUT_DIR it also writes them in the official
+release layout (``imgs/0/sample_N.png`` + a text ``metadata/0.npy``), which ``lra eval --data-dir`` reads, for
+the transfer check of a model trained on our images. The checkout's replacements of the removed
 ``scipy.misc.imresize``/``imsave`` do not scale float images to 0..255 as those did (markers come out
 at 1/255); the originals' behaviour (``bytescale``) is restored here, as LRA's images were made with it.
 
-    PYTHONPATH=src python results/lra/pathfinder-original/measure.py PATHFINDER_CHECKOUT CONTOUR_LENGTH N_IMAGES SEED
+    PYTHONPATH=src python results/lra/pathfinder-original/measure.py PATHFINDER_CHECKOUT CONTOUR_LENGTH N_IMAGES SEED [OUT_DIR]
 """
 
 import contextlib
@@ -17,6 +19,7 @@ import random
 import sys
 import tempfile
 import types
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -24,6 +27,7 @@ from PIL import Image
 from tokenmix.lra.pathfinder import image_statistics
 
 checkout, contour_length, n_images, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+out_dir = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 sys.modules["matplotlib"] = types.ModuleType("matplotlib")  # imported by snakes.py, used only for display
 sys.modules["matplotlib.pyplot"] = types.ModuleType("matplotlib.pyplot")
 sys.path.insert(0, checkout)
@@ -66,3 +70,9 @@ with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.Stri
 labels = [int(row[3]) for row in metadata[0]]
 print(json.dumps({"contour_length": contour_length, "images": n_images, "seed": seed, "positives": sum(labels),
                   **image_statistics(np.stack(images))}))
+if out_dir is not None:
+    (out_dir / "imgs" / "0").mkdir(parents=True, exist_ok=True)
+    (out_dir / "metadata").mkdir(exist_ok=True)
+    for row, image in zip(metadata[0], images):
+        Image.fromarray(image).save(out_dir / "imgs" / "0" / row[1])
+    (out_dir / "metadata" / "0.npy").write_text("".join(f"imgs/0 {row[1]} {row[2]} {row[3]}\n" for row in metadata[0]))

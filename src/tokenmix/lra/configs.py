@@ -76,7 +76,7 @@ class LRAEvalConfig(DataFlags):
     task: str = option("", "the task of the data (listops, text, retrieval, image, pathfinder32/64/128)",
                        positional=True)
     checkpoint: str = option("", "run directory of `tokenmix lra run` (its best/ model) or a model folder")
-    split: str = option("test", "train, val or test")
+    split: str = option("test", "train, val, test, or all (the three together: a folder made only to be scored)")
     batch_size: int = option(64, "examples per batch")
     seed: int = option(0, "seed of generated data and of held-out validation rows")
     device: str = option("auto", "auto, cpu, cuda")
@@ -90,8 +90,8 @@ class LRAEvalConfig(DataFlags):
         check_ranges(self)
         check_precision(self.precision)
         self.task = get_lra_task(self.task).name
-        if self.split not in SPLITS:
-            raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)}")
+        if self.split not in (*SPLITS, "all"):
+            raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)} or all")
 
 
 @dataclass

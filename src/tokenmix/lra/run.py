@@ -28,7 +28,7 @@ from tokenmix.lra.data import load_task_splits
 from tokenmix.lra.models import load_lra_model
 from tokenmix.lra.splits import DataOptions, Split, iter_batches
 from tokenmix.lra.table import SUMMARY
-from tokenmix.lra.tasks import get_lra_task, lra_model_config
+from tokenmix.lra.tasks import SPLITS, get_lra_task, lra_model_config
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import build_model
@@ -140,7 +140,8 @@ def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
     options = data_options(config, pooling)
     # A model trained on the first N tokens (`lra run --max-len N`) reads the same N by default.
     options.max_len = options.max_len or model.config.max_position_embeddings - (pooling == "cls")
-    split = load_task_splits(get_lra_task(config.task), options, (config.split,))[config.split]
+    names = SPLITS if config.split == "all" else (config.split,)
+    split = Split.concat(load_task_splits(get_lra_task(config.task), options, names))
     with autocast(config.precision, device):
         scores = accuracy(model, split, config.batch_size)
     result = {"task": config.task, "checkpoint": config.checkpoint, "split": config.split, "examples": len(split),

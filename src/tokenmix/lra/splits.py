@@ -53,6 +53,16 @@ class Split:
         batch["labels"] = torch.from_numpy(self.labels[index].astype(np.int64))
         return batch
 
+    @staticmethod
+    def concat(parts: dict[str, Split]) -> Split:
+        """The named splits as one, in order (``lra eval --split all``: a folder made only to be scored)."""
+        splits = list(parts.values())
+        if len(splits) == 1:
+            return splits[0]
+        ids2 = None if splits[0].input_ids2 is None else np.concatenate([p.input_ids2 for p in splits])  # type: ignore[misc]
+        return Split(np.concatenate([p.input_ids for p in splits]), np.concatenate([p.labels for p in splits]), ids2,
+                     {name: part.stats for name, part in parts.items()})
+
     def sample(self, size: int, seed: int) -> Split:
         """``size`` rows drawn without replacement by ``seed``, in their original order (all if fewer)."""
         if size >= len(self):
