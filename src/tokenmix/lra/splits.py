@@ -59,7 +59,7 @@ class Split:
         splits = list(parts.values())
         if len(splits) == 1:
             return splits[0]
-        ids2 = None if splits[0].input_ids2 is None else np.concatenate([p.input_ids2 for p in splits])  # type: ignore[misc]
+        ids2 = None if splits[0].input_ids2 is None else np.concatenate([p.input_ids2 for p in splits])
         return Split(np.concatenate([p.input_ids for p in splits]), np.concatenate([p.labels for p in splits]), ids2,
                      {name: part.stats for name, part in parts.items()})
 
