@@ -10,6 +10,7 @@
 # continues from its newest checkpoint with --resume (its training clock continues too).
 #
 #   bash results/lra/runs.sh [text] [image] [pathfinder]      # from the repository root, venv active
+# IMDB=DIR reads Text from DIR (a folder with train.tsv.gz + test.tsv.gz: see rebuild_imdb_train.py beside this).
 # then: tokenmix lra table --runs results/lra --markdown results/lra/table.md --json results/lra/table.json
 set -euo pipefail
 BUDGET=${BUDGET:-2700}
@@ -42,7 +43,7 @@ for part in "${parts[@]}"; do
   for model in $MODELS; do
     case $part in
       # LRA: batch 32, lr 5e-4, weight decay 0.1; 1000 of 4095 bytes; 5,000 of the 25,000 test reviews.
-      text) run text 1000 32 "$model" "text-1k-$model" --data-dir "$DATA/imdb" --eval-size 5000 ;;
+      text) run text 1000 32 "$model" "text-1k-$model" --data-dir "${IMDB:-$DATA/imdb}" --eval-size 5000 ;;
       # LRA: batch 256, lr 5e-4; batch 64 here (BERT's attention at 256: an estimated 20 GiB or more).
       image) run image 1024 64 "$model" "image-$model" --data-dir "$DATA/cifar10" ;;
       # LRA: 160k images, batch 512, 200 epochs; here 60k/2k/2k images (generated once, ~30 min on 2 cores,
