@@ -16,6 +16,7 @@ ROWS = {  # run name -> what differs from the base (the study's setting)
     "dropout-0.1": "dropout 0.1 (paper)",
     "batch-32": "batch 32 (paper)",
     "lr-5e-4": "lr 5e-4",
+    "lr-2e-3": "lr 2e-3",
     "vocab-32k": "32k vocabulary (paper) — accuracy over a different vocabulary, not comparable 1:1",
 }
 

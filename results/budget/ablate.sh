@@ -40,3 +40,4 @@ run dropout-0.1 override=dropout=0.1,attention_dropout=0.1,norm_position=pre
 run batch-32 batch-size=32
 run lr-5e-4 learning-rate=5e-4
 run vocab-32k data="$RUNS/data32k"
+run lr-2e-3 learning-rate=2e-3
