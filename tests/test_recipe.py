@@ -14,7 +14,7 @@ from tokenmix.models.factory import create_model
 from tokenmix.models.layers import EncoderBlock
 from tokenmix.models.mixing.registry import layer_mixers
 from tokenmix.train.configs import RECIPES, PretrainConfig
-from tokenmix.train.optim import warmup_budget_decay
+from tokenmix.train.optim import warmup_budget_decay, warmup_linear_decay
 
 
 def pretrain_config(**fields) -> PretrainConfig:
@@ -56,6 +56,21 @@ def test_budget_schedule_warms_up_over_steps_and_reaches_zero_at_the_time_budget
     assert warmup_budget_decay(9, 5.0, 10, 100.0) == pytest.approx(0.95)  # the clock already eats into the peak
     assert warmup_budget_decay(50, 25.0, 10, 100.0) == pytest.approx(0.75)
     assert warmup_budget_decay(500, 100.0, 10, 100.0) == 0.0 and warmup_budget_decay(600, 130.0, 10, 100.0) == 0.0
+
+
+def test_decay_fraction_holds_the_peak_then_decays_over_the_last_share():
+    # Over time: the peak holds until 20% of the budget is left, then falls linearly to 0 at the budget.
+    assert warmup_budget_decay(9, 5.0, 10, 100.0, 0.2) == pytest.approx(1.0)
+    assert warmup_budget_decay(400, 80.0, 10, 100.0, 0.2) == pytest.approx(1.0)
+    assert warmup_budget_decay(450, 90.0, 10, 100.0, 0.2) == pytest.approx(0.5)
+    assert warmup_budget_decay(500, 100.0, 10, 100.0, 0.2) == 0.0
+    assert warmup_budget_decay(0, 0.0, 10, 100.0, 0.2) == pytest.approx(0.1)  # the warm-up is unchanged
+    # Over steps (warm-up 100, 1100 steps): flat to step 900, then linear to 0 at step 1100.
+    assert [warmup_linear_decay(s, 100, 1100, 0.2) for s in (99, 500, 900, 1000, 1100)] == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.0])
+    assert warmup_linear_decay(600, 100, 1100) == pytest.approx(0.5)  # 1.0 = the official schedule, unchanged
+    for bad in ("0", "1.5"):
+        with pytest.raises(ValueError, match="--decay-fraction must be in"):
+            pretrain_config(decay_fraction=float(bad))
 
 
 def test_pre_ln_block_normalises_before_each_sublayer_and_the_encoder_after_the_last():

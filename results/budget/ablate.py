@@ -17,6 +17,7 @@ ROWS = {  # run name -> what differs from the base (the study's setting)
     "batch-32": "batch 32 (paper)",
     "lr-5e-4": "lr 5e-4",
     "lr-2e-3": "lr 2e-3",
+    "wsd-0.2": "hold the peak, decay over the last fifth of the budget (`--decay-fraction 0.2`)",
     "vocab-32k": "32k vocabulary (paper) — accuracy over a different vocabulary, not comparable 1:1",
 }
 

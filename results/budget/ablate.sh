@@ -41,3 +41,4 @@ run batch-32 batch-size=32
 run lr-5e-4 learning-rate=5e-4
 run vocab-32k data="$RUNS/data32k"
 run lr-2e-3 learning-rate=2e-3
+run wsd-0.2 decay-fraction=0.2   # the fix the runs above point to: hold the peak, decay over the last fifth

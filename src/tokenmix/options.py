@@ -75,7 +75,7 @@ RANGES: dict[str, Range] = {
                      "time_budget", "max_memory_gb"), POSITIVE),
     **dict.fromkeys(("alpha", "distill_alpha"), FRACTION),
     "max_args": Range(2),
-    "mlm_probability": Range(0, 1, low_open=True),
+    **dict.fromkeys(("mlm_probability", "decay_fraction"), Range(0, 1, low_open=True)),
     **dict.fromkeys(("warmup_ratio", "train_from_dev", "heldout_fraction"), Range(0, 1, high_open=True)),
     "shrinking_factor": Range(0, 1, low_open=True, high_open=True),
 }

@@ -70,6 +70,8 @@ class PretrainConfig(PretrainingDataConfig):
     warmup_steps: int = option(10000, "linear warm-up steps (official: 10000), then the --schedule decay")
     schedule: str = option("linear", "learning-rate decay after the warm-up: linear (to 0 at --max-steps, official) or "
                                      "budget (to 0 at --max-time seconds of training, as in Cramming)")
+    decay_fraction: float = option(1.0, "share of the schedule spent decaying: 1 = from the end of the warm-up; 0.2 = "
+                                        "hold the peak, then decay over the last fifth (warm-up-stable-decay)")
     max_steps: int = option(1_000_000, "optimizer steps (official: 1M)")
     max_time: float | None = option(None, "stop after this many seconds of training (a checkpoint is saved)")
     weight_decay: float = option(0.01, "AdamW weight decay, on all parameters as officially")

@@ -153,8 +153,8 @@ def learning_rate_schedule(config: PretrainConfig) -> Callable[[int, float], flo
     if config.schedule == "budget":
         budget = config.max_time
         assert budget  # PretrainConfig refuses budget without max_time
-        return lambda step, seconds: warmup_budget_decay(step, seconds, config.warmup_steps, budget)
-    return lambda step, _: warmup_linear_decay(step, config.warmup_steps, config.max_steps)
+        return lambda step, seconds: warmup_budget_decay(step, seconds, config.warmup_steps, budget, config.decay_fraction)
+    return lambda step, _: warmup_linear_decay(step, config.warmup_steps, config.max_steps, config.decay_fraction)
 
 
 def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
