@@ -60,12 +60,12 @@ def cmd_models(config: ModelsConfig) -> None:
     import torch
 
     from tokenmix.io.files import claim_outputs, write_json
-
-    claim_outputs(config)  # as every command's implementation does, before any work
     from tokenmix.models.config import PRESETS
     from tokenmix.models.factory import build_model
     from tokenmix.models.registry import get_variant, list_models, make_config
     from tokenmix.reporting.tables import render_table
+
+    claim_outputs(config)  # as every command's implementation does, before any work
 
     rows, records = [], []
     for name in list_models():
