@@ -128,6 +128,22 @@ def test_flags_a_mode_ignores_are_refused(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+BAD_CHOICES = [  # (argv, the flag named): refused before data is generated or read (generation takes minutes)
+    (["lra", "run", "pathfinder32", "--difficulty", "medium"], "--difficulty 'medium'"),
+    (["lra", "run", "listops", "--on-overflow", "drop"], "--on-overflow 'drop'"),
+    (["lra", "run", "listops", "--pooling", "max"], "--pooling 'max'"),
+    (["lra", "eval", "pathfinder32", "--checkpoint", "c", "--difficulty", "medium"], "--difficulty 'medium'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_CHOICES, ids=[" ".join(a[0]) for a in BAD_CHOICES])
+def test_bad_choices_are_refused_before_any_data(capsys, tmp_path, monkeypatch, argv, named):
+    monkeypatch.chdir(tmp_path)
+    line = one_error(capsys, argv)
+    assert named in line and "choose one of" in line
+    assert list(tmp_path.iterdir()) == []  # nothing generated, nothing cached
+
+
 # --- existing outputs ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tokenmix.lra.tasks import SPLITS, get_lra_task
-from tokenmix.models.config import parse_overrides
+from tokenmix.lra.tasks import DIFFICULTY, OVERFLOW, SPLITS, get_lra_task
+from tokenmix.models.config import POOLINGS, parse_overrides
 from tokenmix.models.registry import get_variant
 from tokenmix.options import OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
@@ -35,6 +35,13 @@ class DataFlags:
     max_len: int = option(0, "keep the first N tokens of every sequence (0 = the task's full length; eval: the "
                              "model's); shorter trains faster, and the examples cut are counted")
     workers: int = option(0, "processes generating Pathfinder images (0 = one per CPU core; same images for any number)")
+
+    def check_data_flags(self) -> None:
+        """Refuse a bad choice before any data is generated or read (that can take minutes)."""
+        for flag_name, value, allowed in (("on-overflow", self.on_overflow, OVERFLOW),
+                                          ("difficulty", self.difficulty, tuple(DIFFICULTY))):
+            if value not in allowed:
+                raise ValueError(f"--{flag_name} {value!r} is not valid; choose one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -66,6 +73,9 @@ class LRARunConfig(FitConfig, DataFlags):
         if not self.max_steps and not self.epochs:
             self.max_steps, self.epochs = defaults.get("max_steps", 0), defaults.get("epochs", 0.0)
         self.pooling = self.pooling or spec.pooling
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"--pooling {self.pooling!r} is not valid; choose one of {', '.join(POOLINGS)}")
+        self.check_data_flags()
         self.out = self.out or f"runs/lra/{spec.name}-{self.model}"
         get_variant(self.model)
         super().__post_init__()  # checks the ranges, of the task's defaults too
@@ -89,6 +99,7 @@ class LRAEvalConfig(DataFlags):
             raise ValueError("lra eval needs a TASK and --checkpoint RUN_DIR")
         check_ranges(self)
         check_precision(self.precision)
+        self.check_data_flags()
         self.task = get_lra_task(self.task).name
         if self.split not in (*SPLITS, "all"):
             raise ValueError(f"--split {self.split!r} is not valid; choose one of {', '.join(SPLITS)} or all")

@@ -32,9 +32,8 @@ from tqdm.auto import tqdm
 
 from tokenmix.lra.image import to_gray
 from tokenmix.lra.splits import DataOptions, Split, cache_key, cached, make_padder
-from tokenmix.lra.tasks import BYTE_OFFSET, TaskSpec
+from tokenmix.lra.tasks import BYTE_OFFSET, DIFFICULTY, TaskSpec
 
-DIFFICULTY = {"easy": 6, "intermediate": 9, "hard": 14}
 OFFICIAL_DIRS = {"easy": "curv_baseline", "intermediate": "curv_contour_length_9", "hard": "curv_contour_length_14"}
 SIZES = {"train": 160_000, "val": 20_000, "test": 20_000}  # the LRA split of 200k images
 # Part of every cache key: images cached by an older generator are never reused (1 = our own drawing

@@ -25,9 +25,7 @@ import numpy as np
 import torch
 
 from tokenmix.io.files import atomic_write
-from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, SPLITS, TaskSpec
-
-OVERFLOW = ("truncate", "error")
+from tokenmix.lra.tasks import BYTE_CLS, BYTE_OFFSET, OVERFLOW, SPLITS, TaskSpec
 
 
 @dataclass

@@ -34,6 +34,8 @@ BYTE_VOCAB_SIZE = 256 + BYTE_OFFSET
 # len(tokenmix.lra.listops.VOCAB): [PAD] [CLS] [UNK], four operators, "]" and ten digits (a test checks it).
 LISTOPS_VOCAB_SIZE = 18
 SPLITS = ("train", "val", "test")
+OVERFLOW = ("truncate", "error")  # what a sequence longer than the task gets
+DIFFICULTY = {"easy": 6, "intermediate": 9, "hard": 14}  # Pathfinder: paddles per contour
 
 
 @dataclass(frozen=True)
