@@ -122,6 +122,20 @@ def test_glue_over_seeds_is_mean_and_sd_and_the_targets_say_what_is_reproduced(t
     assert "mean ± sd over 3 seeds" in table and "| 85.0 ± 1.0 |" in table
 
 
+def test_a_missed_accuracy_target_says_what_its_learning_curve_suggests():
+    from tokenmix.reproduce.writeup import steps_to_reach
+
+    curve = [{"step": s, "mlm_accuracy": 0.05 + s / 20_000, "train_seconds": 1.2 * s} for s in (1000, 2000, 3000, 4000)]
+    assert steps_to_reach(curve, 0.30) == ("its last quarter (+0.050 per 1000 steps) extended in a straight line: "
+                                           "about 1,000 more steps, about 20 more minutes")
+    flat = [{"step": s, "mlm_accuracy": 0.12} for s in (100, 200)]
+    assert steps_to_reach(flat, 0.30) == "the curve is flat at its end, so it gives no estimate"
+    runs = {"bert": {"heldout": {"mlm_accuracy": 0.25}}, "fnet": {"heldout": {"mlm_accuracy": 0.31}}}
+    targets = "\n".join(_targets(runs, {}, curves={"bert": curve, "fnet": curve}))
+    assert "- bert held-out MLM accuracy ≥ 0.30 at the budget: 0.250 (**not reproduced**); its last quarter" in targets
+    assert "- fnet held-out MLM accuracy ≥ 0.30 at the budget: 0.310 (reproduced).\n" in targets
+
+
 def test_the_budget_scale_builds_valid_pretraining_settings():
     scale = study.SCALES["budget"]
     config = ReproduceConfig(scale="budget", max_time=600.0)
