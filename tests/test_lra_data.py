@@ -3,6 +3,7 @@ bad input (malformed rows, labels, lengths, corrupt or malicious pickles), gener
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 from pathlib import Path
@@ -196,6 +197,17 @@ def test_pathfinder_generator(tmp_path):
     assert (easy > 0).mean() < (images > 0).mean()  # shorter contours, less ink
     with pytest.raises(ValueError, match="difficulty"):
         pathfinder.generate_split(32, "extreme", 1, 0, 0)
+
+
+# What generator version 2 draws, byte for byte: a change to the drawing that alters any image must bump
+# GENERATOR_VERSION (the cache key), or cached splits would silently mix two generators' images.
+IMAGE_DIGESTS = {2: {32: "d01fae272afd1b0b", 64: "54b9c84cd5954131"}}
+
+
+@pytest.mark.parametrize(("size", "n"), [(32, 8), (64, 2)])
+def test_pathfinder_images_change_only_with_the_generator_version(size, n):
+    images, _ = pathfinder.generate_split(size, "hard", n, seed=1, split_index=0)
+    assert hashlib.sha256(images.tobytes()).hexdigest()[:16] == IMAGE_DIGESTS[pathfinder.GENERATOR_VERSION][size]
 
 
 # Means over 1,000 images of drewlinsley/pathfinder's snakes2.py run with LRA's 32x32 settings (seed 1),

@@ -123,6 +123,20 @@ def _ring(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.arctan2(offsets[:, 0], offsets[:, 1])
 
 
+@cache
+def _smoothness(angle: float, radius: int, continuity: float) -> np.ndarray:
+    """``cos(continuity * turn)**2`` (turns capped at 90 degrees) for each end on the ring: the weight of a
+    next paddle's direction given the last one's. Cached: directions come from a small set of angles."""
+    turn = np.abs(_ring(radius)[1] - angle)
+    return np.cos(np.minimum(np.minimum(turn, 2 * np.pi - turn) * continuity, np.pi / 2)) ** 2
+
+
+@cache
+def _margin_offsets(margin: int) -> np.ndarray:
+    """[pixels, 2] offsets of the margin's disk: a paddle end is blocked by ink anywhere within it."""
+    return np.argwhere(_disk(margin)) - margin
+
+
 def _place(shape: tuple[int, int], patch: np.ndarray, centre: Point) -> np.ndarray:
     """``patch`` (odd side) centred on ``centre`` in a zero image of ``shape``, cut at the borders."""
     reach = len(patch) // 2
@@ -194,19 +208,22 @@ class _Painter:
                ) -> tuple[np.ndarray, np.ndarray, Point, float, Point] | None:
         """The next paddle: (ink, its mask, pivot, angle, head), or None at a dead end."""
         pivot = _step(pivot, angle, self.length + 2 * self.margin)
-        offsets, directions = _ring(self.length + self.margin)
-        coords = offsets + pivot
-        keep = ((coords >= 0) & (coords < self.shape[0])).all(1)
-        if not keep.any():
-            return None
-        coords, directions = coords[keep], directions[keep]
-        turn = np.abs(directions - angle)
-        turn = np.minimum(np.minimum(turn, 2 * np.pi - turn) * self.style.continuity, np.pi / 2)
-        near = coords[:, None, :] + np.argwhere(_disk(self.margin)) - self.margin  # the margin's dilation
-        inside = ((near >= 0) & (near < self.shape[0])).all(2)
-        nearby = np.where(inside, mask[near[..., 0].clip(0, self.shape[0] - 1), near[..., 1].clip(0, self.shape[0] - 1)],
-                          -np.inf).max(1)
-        weights = np.cos(turn) ** 2 * (1 - nearby)
+        radius = self.length + self.margin
+        offsets, directions = _ring(radius)
+        coords, smooth = offsets + pivot, _smoothness(angle, radius, self.style.continuity)
+        if not (radius <= min(pivot) and max(pivot) < self.shape[0] - radius):  # the ring may leave the image
+            keep = ((coords >= 0) & (coords < self.shape[0])).all(1)
+            if not keep.any():
+                return None
+            coords, directions, smooth = coords[keep], directions[keep], smooth[keep]
+        # The mask's maximum over the margin's disk around each end; pixels outside the image count as -inf
+        # (they lie in a border of that width around the mask, so one gather and no bounds checks).
+        bordered = np.full((self.shape[0] + 2 * self.margin,) * 2, -np.inf)
+        inner = slice(self.margin, self.margin + self.shape[0])
+        bordered[inner, inner] = mask
+        near = coords[:, None, :] + _margin_offsets(self.margin) + self.margin
+        nearby = bordered[near[..., 0], near[..., 1]].max(1)
+        weights = smooth * (1 - nearby)
         if weights.sum() < 1e-4:
             return None
         cumulative = np.cumsum(weights / weights.sum())
