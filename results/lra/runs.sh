@@ -9,8 +9,10 @@
 # the same --max-steps. Interrupted? Run the script again: finished runs are skipped, an unfinished one
 # continues from its newest checkpoint with --resume (its training clock continues too).
 #
-#   bash results/lra/runs.sh [text] [image] [pathfinder]      # from the repository root, venv active
+#   bash results/lra/runs.sh [text] [image] [pathfinder] [transfer]      # from the repository root, venv active
 # IMDB=DIR reads Text from DIR (a folder with train.tsv.gz + test.tsv.gz: see rebuild_imdb_train.py beside this).
+# transfer: each finished Pathfinder run scored on images of the *original* generator, PF_ORIGINAL=DIR in the
+# official layout (made by pathfinder-original/measure.py CHECKOUT 32 14 2000 11 DIR); writes transfer.json.
 # then: tokenmix lra table --runs results/lra --markdown results/lra/table.md --json results/lra/table.json
 set -euo pipefail
 BUDGET=${BUDGET:-2700}
@@ -46,11 +48,14 @@ for part in "${parts[@]}"; do
       text) run text 1000 32 "$model" "text-1k-$model" --data-dir "${IMDB:-$DATA/imdb}" --eval-size 5000 ;;
       # LRA: batch 256, lr 5e-4; batch 64 here (BERT's attention at 256: an estimated 20 GiB or more).
       image) run image 1024 64 "$model" "image-$model" --data-dir "$DATA/cifar10" ;;
-      # LRA: 160k images, batch 512, 200 epochs; here 60k/2k/2k images (generated once, ~30 min on 2 cores,
+      # LRA: 160k images, batch 512, 200 epochs; here 60k/2k/2k images (generated once, ~15 CPU minutes,
       # shared by the three models), batch 64 (BERT held 12.5 GiB mid-step), the FNet recipe of the README.
       pathfinder) run pathfinder32 1024 64 "$model" "pathfinder32-hard-$model" --difficulty hard \
                     --train-size 60000 --eval-size 2000 --lr 1e-3 --warmup-ratio 0.02 ;;
-      *) echo "unknown part $part: text, image or pathfinder" >&2; exit 2 ;;
+      transfer) tokenmix lra eval pathfinder32 --checkpoint "runs/lra/pathfinder32-hard-$model" --split all \
+                  --data-dir "${PF_ORIGINAL:?PF_ORIGINAL=DIR: images of the original generator}" \
+                  --json "results/lra/pathfinder32-hard-$model/transfer.json" --overwrite ;;
+      *) echo "unknown part $part: text, image, pathfinder or transfer" >&2; exit 2 ;;
     esac
   done
 done
