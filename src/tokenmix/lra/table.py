@@ -125,16 +125,42 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines + [""] + [f"- {note}" for note in notes] if notes else lines)
 
 
+COST_FIELDS = ("best_step", "steps", "train_seconds", "steps_per_s", "peak_memory_mib", "majority_baseline", "device")
+
+
+def format_costs(table: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: what each cell of the table cost (steps, training minutes, steps/s, memory, device) beside
+    its accuracy, task by task, so models are compared per CPU minute and not only per cell."""
+    lines = ["| Task | Model | Test % | Majority % | Best step / steps | Train min | Steps/s | Peak MiB | Device |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def number(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for task in TASKS:
+        for model, cells in table.items():
+            if (r := cells.get(task)) is None:
+                continue
+            majority = r.get("majority_baseline")
+            minutes = r.get("train_seconds")
+            lines.append(f"| {TASKS[task].title} | {model} | {100 * r['test_accuracy']:.2f} | "
+                         f"{number(None if majority is None else 100 * majority, '.1f')} | "
+                         f"{number(r.get('best_step'), ',')} / {r['steps']:,} | "
+                         f"{number(None if minutes is None else minutes / 60, '.1f')} | {number(r.get('steps_per_s'), '.3g')} | "
+                         f"{number(r.get('peak_memory_mib'), '.0f')} | {r.get('device', '-')} |")
+    return "\n".join(lines)
+
+
 def run_table(config: LRATableConfig) -> str:
     claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     records = summaries(config.runs)
     if not records:
         raise FileNotFoundError(f"no LRA summary.json under {', '.join(config.runs)}; train with `tokenmix lra run`")
     table = collect(records)
-    text = format_table(table)
+    text = format_table(table) + "\n\nWhat each cell cost:\n\n" + format_costs(table)
     if config.json:
         write_json(config.json, {model: {task: {**{k: r[k] for k in ("test_accuracy", "val_accuracy", "path", "steps")},
-                                                "below_budget": shortfalls(r)}
+                                                **{k: r.get(k) for k in COST_FIELDS}, "below_budget": shortfalls(r)}
                                          for task, r in cells.items()} for model, cells in table.items()})
     if config.markdown:
         atomic_write(Path(config.markdown), lambda tmp: Path(tmp).write_text(text + "\n"))
