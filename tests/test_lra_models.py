@@ -208,9 +208,10 @@ def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
 
 def test_speed_measure_and_failure_records(tmp_path):
     config = LRASpeedConfig(models=("fnet", "bert:attention_dropout=0.0"), seq_lens=(32,), warmup=0, repeats=1,
-                            out=str(tmp_path), device="cpu")
+                            out=str(tmp_path), device="cpu", precision="bf16")
     record = speed.measure("bert:attention_dropout=0.0", 32, config)
     assert record["ms_per_step"] > 0 and record["params"] > 0 and record["model"] == "bert:attention_dropout=0.0"
+    assert record["precision"] == "bf16"  # timed as `lra run` trains (its --precision), not always in fp32
     over = speed.run_limited("fnet", 64, LRASpeedConfig(models=("fnet",), time_budget=0.5, out=str(tmp_path)))
     assert over["error"] == "over budget" and over["ms_per_step"] is None
     with pytest.raises(ValueError, match="unknown model"):

@@ -12,7 +12,7 @@ from tokenmix.bench.configs import MoEBenchConfig, ScalingBenchConfig, SpeedBenc
 from tokenmix.bench.speed import format_precision_table, run_speed_benchmark
 from tokenmix.cli.main import main
 from tokenmix.devices import autocast, bf16_native, precision_name, resolve_precision
-from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig
+from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig, LRASpeedConfig
 from tokenmix.models import losses
 from tokenmix.models.factory import build_model
 from tokenmix.models.losses import cross_entropy
@@ -77,6 +77,7 @@ def test_autocast_context_follows_the_precision():
     lambda p: GlueConfig(init="i", tokenizer="t", data_dir="d", out="o", precision=p),
     lambda p: LRARunConfig(task="listops", precision=p),
     lambda p: LRAEvalConfig(task="listops", checkpoint="c", precision=p),
+    lambda p: LRASpeedConfig(precision=p),
     lambda p: PredictConfig(model="m", texts=("a",), precision=p),
     lambda p: DemoConfig(precision=p),
     lambda p: ReproduceConfig(scale="tiny", budget="1h", precision=p),

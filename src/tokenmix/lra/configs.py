@@ -132,6 +132,7 @@ class LRASpeedConfig:
     max_memory_gb: float = option(8.0, "address-space limit per configuration; more = 'OOM'")
     baseline: str = option("bert", "model of the speed-up ratios")
     device: str = option("auto", "auto, cpu, cuda")
+    precision: str = option("auto", PRECISION_HELP + " (auto: as `lra run` trains)")
     seed: int = option(0, "seed of weights and inputs")
     out: str = option("runs/lra-speed", "output folder: speed.json, speed.md, speed.png", output="folder")
     overwrite: bool = option(False, OVERWRITE_HELP)
@@ -143,6 +144,7 @@ class LRASpeedConfig:
             parse_model_spec(spec)
         if not self.models or not self.seq_lens:
             raise ValueError("--models and --seq-lens must not be empty")
+        check_precision(self.precision)
         get_lra_task(self.task)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tokenmix.bench.measure import PeakMemory, fit_exponent, median, report_progress, resource_error, run_isolated
-from tokenmix.devices import device_name, resolve_device, synchronize
+from tokenmix.devices import autocast, device_name, precision_name, resolve_device, resolve_precision, synchronize
 from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.lra.configs import PERFORMER, LRASpeedConfig, parse_model_spec
 from tokenmix.lra.tasks import get_lra_task, lra_model_config
@@ -92,7 +92,9 @@ def measure(spec: str, seq_len: int, config: LRASpeedConfig) -> dict[str, Any]:
         times = []
         for step in range(config.warmup + config.repeats):
             start = time.perf_counter()
-            model(**batch).loss.backward()
+            with autocast(config.precision, device):
+                loss = model(**batch).loss
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             synchronize(device)
@@ -103,7 +105,7 @@ def measure(spec: str, seq_len: int, config: LRASpeedConfig) -> dict[str, Any]:
     ms = median(times)
     return {"model": spec, "seq_len": seq_len, "batch_size": config.batch_size, "ms_per_step": round(ms, 2),
             "steps_per_s": round(1e3 / ms, 4), "peak_mem_bytes": int(memory.bytes), "params": model.num_parameters(),
-            "device": device_name(device), "torch": torch.__version__}
+            "device": device_name(device), "precision": precision_name(resolve_precision(config.precision, device)), "torch": torch.__version__}
 
 
 def run_limited(spec: str, seq_len: int, config: LRASpeedConfig) -> dict[str, Any]:
@@ -201,7 +203,8 @@ def format_markdown(result: dict[str, Any], baseline: str = "bert") -> str:
     fits = "; ".join(f"{m}: memory ~ L^{f['memory_exponent']:.2f}, time ~ L^{f['time_exponent']:.2f}"
                      for m, f in result["fits"].items() if f["memory_exponent"] is not None and f["time_exponent"] is not None)
     device = next((r["device"] for r in records if r.get("device")), "?")
-    lines = [f"LRA {config['task']} configuration, batch {config['batch_size']}, training steps on {device} "
+    precision = next((r["precision"] for r in records if r.get("precision")), config.get("precision", "fp32"))
+    lines = [f"LRA {config['task']} configuration, batch {config['batch_size']}, {precision} training steps on {device} "
              f"(speed-up vs {baseline} in parentheses; budget {config['time_budget']:.0f} s and "
              f"{config['max_memory_gb']:g} GiB per configuration)", "", head, *rows, "", f"Fitted exponents: {fits}"]
     return "\n".join(lines + [f"Note: {n}" for n in result.get("notes", [])])
