@@ -199,6 +199,11 @@ def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
     assert rows["FNet (paper)"] == ["35.33", "65.11", "59.61", "38.67", "77.80", "FAIL", "55.30 |"]
     assert "- fnet Pathfinder: 900 of 62,500 steps (time limit)" in text
     assert "- Retrieval: AAN pairs not available here (reader tested on a fixture)" in text
+    (tmp_path / "pf").mkdir()
+    (tmp_path / "pf" / table.TRANSFER).write_text(json.dumps({"examples": 2000, "split": "all", "accuracy": 0.5525,
+                                                              "majority_baseline": 0.503}))
+    text = table.format_table(table.collect([{**short, "path": str(tmp_path / "pf")}]))
+    assert "- fnet Pathfinder on 2,000 examples made elsewhere (transfer.json, split all): 55.25% (majority class 50.3%)" in text
     costs = table.format_costs(table.collect([full, lra_record("text", "bert", 0.58, 1200, best_step=900, train_seconds=2700.0,
                                                                steps_per_s=0.444, peak_memory_mib=2100.4,
                                                                majority_baseline=0.5, device="cpu (1 threads)")]))

@@ -17,6 +17,9 @@ from tokenmix.lra.pathfinder import GENERATOR_VERSION
 from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
 
 SUMMARY = "summary.json"  # written by `lra run` (tokenmix.lra.run)
+# Beside a summary: `lra eval --json` of the run's model on data made elsewhere (results/lra/runs.sh transfer:
+# Pathfinder images of the original generator), so the table says whether the cell's skill transfers.
+TRANSFER = "transfer.json"
 
 
 def summaries(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -118,6 +121,10 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
             marks[name] = (" (chance)" if record.get("at_chance") else "") + ("*" if short else "")
             if short:
                 notes.append(f"{model} {TASKS[name].title}: " + ", ".join(short))
+            if (transfer := Path(record["path"]) / TRANSFER).is_file():
+                t = json.loads(transfer.read_text())
+                notes.append(f"{model} {TASKS[name].title} on {t['examples']:,} examples made elsewhere ({TRANSFER}, "
+                             f"split {t['split']}): {100 * t['accuracy']:.2f}% (majority class {100 * t['majority_baseline']:.1f}%)")
         lines.append(row(model, scores, marks))
     for model, paper in PAPER.items():
         lines.append(row(f"{model} (paper)", dict(paper), {}))
