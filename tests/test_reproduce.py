@@ -136,6 +136,21 @@ def test_a_missed_accuracy_target_says_what_its_learning_curve_suggests():
     assert "- fnet held-out MLM accuracy ≥ 0.30 at the budget: 0.310 (reproduced).\n" in targets
 
 
+def test_the_learning_curves_say_who_is_ahead_since_when_at_equal_steps_and_time():
+    from tokenmix.reproduce.writeup import _leads, lead
+
+    first, second = [(0, 0.1), (1, 0.2), (2, 0.3), (3, 0.4)], [(0, 0.15), (3, 0.35)]
+    leads, since, end, margin = lead(first, second)  # second interpolated: 0.15, 0.217, 0.283, 0.35
+    assert leads and (since, end) == (2, 3) and margin == pytest.approx(0.05)
+    assert lead([(5, 0.1), (6, 0.2)], second) is None  # no common range
+    curves = {"bert": [{"step": s, "train_seconds": 1200.0 * s, "mlm_accuracy": a} for s, a in second],
+              "fnet": [{"step": s, "train_seconds": 600.0 * s, "mlm_accuracy": a} for s, a in first]}
+    table = "\n".join(_leads(curves))
+    # equal time: fnet at minutes 0, 10, 20, 30 against bert's 0.183, 0.217, 0.25 interpolated there
+    assert "| fnet vs bert | fnet ahead from step 2 to 3, by 0.050 | fnet ahead from min 10 to 30, by 0.150 |" in table
+    assert _leads({"fnet": curves["fnet"]}) == []  # nothing to compare with
+
+
 def test_the_budget_scale_builds_valid_pretraining_settings():
     scale = study.SCALES["budget"]
     config = ReproduceConfig(scale="budget", max_time=600.0)

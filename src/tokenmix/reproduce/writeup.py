@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
@@ -83,6 +84,50 @@ def plot_learning_curves(out: Path, models: list[str], stem: Path) -> list[Path]
     by_time.legend(loc="lower right", fontsize=8)
     figure.suptitle("Pretraining learning curves: equal steps (left) and equal time (right)")
     return [atomic_write(stem.with_suffix(f".{fmt}"), partial(figure.savefig, format=fmt, dpi=120)) for fmt in ("png", "svg")]
+
+
+def lead(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> tuple[bool, float, float, float] | None:
+    """Who is ahead at the end of two curves' common range of (x, accuracy) points, and since when:
+    (first leads, x from which it led at every point, x at the end, its margin there). The second
+    curve is interpolated at the first's points; None when the ranges do not overlap."""
+    start, end = max(first[0][0], second[0][0]), min(first[-1][0], second[-1][0])
+    grid = [x for x, _ in first if start <= x <= end]
+    if not grid:
+        return None
+    xs, ys = zip(*second, strict=True)
+    margins = [a - float(np.interp(x, xs, ys)) for x, a in first if start <= x <= end]
+    leads = margins[-1] > 0
+    since = len(margins) - 1
+    while since > 0 and (margins[since - 1] > 0) == leads:
+        since -= 1
+    return leads, grid[since], grid[-1], abs(margins[-1])
+
+
+def _lead_cell(model: str, baseline: str, points: dict[str, list[tuple[float, float]]], unit: str) -> str:
+    found = lead(points[model], points[baseline]) if all(points.values()) else None
+    if found is None:
+        return "-"
+    leads, since, end, margin = found
+    when = f"throughout (to {unit} {end:,.0f})" if since == points[model][0][0] else f"from {unit} {since:,.0f} to {end:,.0f}"
+    return f"{model if leads else baseline} ahead {when}, by {margin:.3f}"
+
+
+def _leads(curves: dict[str, list[dict[str, Any]]], baseline: str = "bert") -> list[str]:
+    """The Figure 2 question in words: against ``baseline``, who is ahead at equal steps and at equal
+    time, since when, and by how much at the end of the range both curves cover."""
+    rows = []
+    for model, curve in curves.items():
+        if model == baseline or not curve or not curves.get(baseline):
+            continue
+        pair = {m: [r for r in c if "train_seconds" in r] for m, c in ((model, curve), (baseline, curves[baseline]))}
+        by_step = {m: [(r["step"], r["mlm_accuracy"]) for r in c] for m, c in pair.items()}
+        by_time = {m: [(r["train_seconds"] / 60, r["mlm_accuracy"]) for r in c] for m, c in pair.items()}
+        rows.append([f"{model} vs {baseline}", _lead_cell(model, baseline, by_step, "step"),
+                     _lead_cell(model, baseline, by_time, "min")])
+    if not rows:
+        return []
+    return ["Who is ahead (held-out MLM accuracy; the other curve interpolated at each evaluation; 'from' = since the "
+            "last change of lead):", "", render_table(["pair", "at equal steps", "at equal time"], rows, markdown=True), ""]
 
 
 def equal_steps(out: Path, models: list[str]) -> tuple[int, dict[str, dict]]:
@@ -318,7 +363,8 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
     if any(heldout_curve(out, m) for m in models):
         plot_learning_curves(out, models, out / "learning_curves")
         lines += ["## Learning curves (the papers' Figure 2 argument at this scale)", "",
-                  "![held-out MLM accuracy against steps and against training time](learning_curves.png)", ""]
+                  "![held-out MLM accuracy against steps and against training time](learning_curves.png)", "",
+                  *_leads({m: heldout_curve(out, m) for m in models})]
     if any(glue.values()):
         lines += _glue(out, models, glue)
     step_ms: dict[str, float] = {}
