@@ -141,20 +141,18 @@ def format_costs(table: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| Task | Model | Test % | Majority % | Best step / steps | Train min | Steps/s | Peak MiB | Device |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
 
-    def number(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
+    def number(value: float | None, spec: str, scale: float | None = None) -> str:
+        return "-" if value is None else format(value if scale is None else value * scale, spec)
 
     for task in TASKS:
         for model, cells in table.items():
             if (r := cells.get(task)) is None:
                 continue
-            majority = r.get("majority_baseline")
-            minutes = r.get("train_seconds")
             lines.append(f"| {TASKS[task].title} | {model} | {100 * r['test_accuracy']:.2f} | "
-                         f"{number(None if majority is None else 100 * majority, '.1f')} | "
-                         f"{number(r.get('best_step'), ',')} / {r['steps']:,} | "
-                         f"{number(None if minutes is None else minutes / 60, '.1f')} | {number(r.get('steps_per_s'), '.3g')} | "
-                         f"{number(r.get('peak_memory_mib'), '.0f')} | {r.get('device', '-')} |")
+                         f"{number(r.get('majority_baseline'), '.1f', 100)} | {number(r.get('best_step'), ',')} / "
+                         f"{r['steps']:,} | {number(r.get('train_seconds'), '.1f', 1 / 60)} | "
+                         f"{number(r.get('steps_per_s'), '.3g')} | {number(r.get('peak_memory_mib'), '.0f')} | "
+                         f"{r.get('device', '-')} |")
     return "\n".join(lines)
 
 
