@@ -187,6 +187,9 @@ def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
     cut = lra_record("text", "linear", 0.55, 20_000, config={"max_len": 1000, "batch_size": 8}, preset="tiny",
                      data={"test": {"sampled_from": 25_000}}, sizes={"train": 23_000, "test": 5_000})
     assert table.shortfalls(full) == []
+    fused = lra_record("image", "bert", 0.3, 35_157, sizes={"train": 45_000}, model_config={"pooling": "cls", "attention_dropout": 0.0, "dropout": 0.3},
+                       config={"override": ["attention_dropout=0.0", "dropout=0.3"], "batch_size": 256, "max_len": 0})
+    assert table.shortfalls(fused) == ["attention_dropout 0.0 (official 0.2)"]  # dropout=0.3 is the official value
     assert table.shortfalls(short) == ["900 of 62,500 steps (time limit)"]
     assert table.shortfalls(old) == ["images of an older generator, not the original's distribution"]
     assert table.shortfalls(cut) == ["preset tiny, not LRA's model configuration", "first 1000 of 4095 tokens",

@@ -19,10 +19,17 @@ BUDGET=${BUDGET:-2700}
 DATA=${DATA:-../shared/data/lra}
 MODELS=${MODELS:-fnet linear bert}
 
+# BERT runs without attention dropout, so PyTorch's fused CPU attention applies: with it (LRA's 0.1-0.2) a
+# step at 1024 tokens took 32-51 s at batch 64 (Image, Pathfinder; ~12 GiB), without it 5.6-9 s (0.5-0.7 GiB),
+# so 45 minutes give BERT hundreds of steps instead of ~60. `lra table` lists the change under the table.
+override() { [ "$1" = bert ] && echo "attention_dropout=0.0"; true; }
+
 steps_in_budget() {  # TASK LENGTH BATCH MODEL -> 90% of the steps that fit in BUDGET at the measured speed
-  local probe=runs/lra-probe/$1-$4-b$3
+  local probe=runs/lra-probe/$1-$4-b$3 spec=$4
+  [ -n "$(override "$4")" ] && spec="$4:$(override "$4")"
   [ -f "$probe/speed.json" ] || nice -n 10 tokenmix lra speed --task "$1" --seq-lens "$2" --batch-size "$3" \
-    --models "$4" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" --overwrite > /dev/null
+    --models "$spec" --baseline "$spec" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" \
+    --overwrite > /dev/null
   python -c "import json; r = json.load(open('$probe/speed.json'))['results'][0]; print(max(1, int(0.9 * r['steps_per_s'] * $BUDGET)))"
 }
 
@@ -30,12 +37,13 @@ run() {  # TASK LENGTH BATCH MODEL NAME [flags of lra run]
   local task=$1 length=$2 batch=$3 model=$4 name=$5 out=runs/lra/$5
   shift 5
   if [ -f "$out/summary.json" ]; then echo "done: $out"; return; fi
-  local steps resume=()
+  local steps extra=()
   steps=$(steps_in_budget "$task" "$length" "$batch" "$model")
-  if [ -d "$out" ]; then resume=(--resume); fi
+  if [ -d "$out" ]; then extra=(--resume); fi
+  if [ -n "$(override "$model")" ]; then extra+=(--override "$(override "$model")"); fi
   nice -n 10 tokenmix lra run "$task" --model "$model" --preset lra --batch-size "$batch" --max-len "$length" \
     --max-steps "$steps" --eval-every $(( steps / 8 > 0 ? steps / 8 : 1 )) --max-time "$BUDGET" --out "$out" \
-    "${resume[@]}" "$@"
+    "${extra[@]}" "$@"
   mkdir -p "results/lra/$name" && cp "$out/summary.json" "results/lra/$name/summary.json"
 }
 

@@ -14,7 +14,7 @@ from typing import Any
 from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.lra.configs import LRATableConfig
 from tokenmix.lra.pathfinder import GENERATOR_VERSION
-from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS
+from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS, lra_model_config
 
 SUMMARY = "summary.json"  # written by `lra run` (tokenmix.lra.run)
 # Beside a summary: `lra eval --json` of the run's model on data made elsewhere (results/lra/runs.sh transfer:
@@ -70,6 +70,17 @@ def official_steps(task: str, train_examples: int) -> int:
     return math.ceil(defaults["epochs"] * examples / defaults["batch_size"])
 
 
+def changed_fields(record: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{field: (this run's value, LRA's)} for the model fields an ``--override`` moved off the task's
+    official configuration (e.g. BERT's attention dropout, turned off for PyTorch's fused CPU kernel)."""
+    keys = {item.split("=", 1)[0].strip() for item in record.get("config", {}).get("override", ())}
+    mine = record.get("model_config", {})
+    if not keys or not mine:
+        return {}
+    official = lra_model_config(record["model"], TASKS[record["task"]], "lra", mine["pooling"], {}).to_dict()
+    return {k: (mine[k], official[k]) for k in sorted(keys) if k in mine and mine[k] != official.get(k)}
+
+
 def shortfalls(record: dict[str, Any]) -> list[str]:
     """How a run falls short of LRA's official setting (model size, steps, sequence length, training data,
     batch size); [] = none."""
@@ -78,6 +89,8 @@ def shortfalls(record: dict[str, Any]) -> list[str]:
     notes = []
     if record.get("preset", "lra") != "lra":
         notes.append(f"preset {record['preset']}, not LRA's model configuration")
+    elif changed := changed_fields(record):
+        notes.append(", ".join(f"{k} {mine} (official {official})" for k, (mine, official) in changed.items()))
     target = official_steps(task, train)
     if record["steps"] < target:
         notes.append(f"{record['steps']:,} of {target:,} steps" + (" (time limit)" if record.get("stop_reason") == "time" else ""))
