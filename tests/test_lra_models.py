@@ -182,7 +182,7 @@ def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
     assert table.official_steps("pathfinder32", 1_000) == 62_500  # 200 epochs of 160k images at batch 512
     assert table.official_steps("image", 45_000) == 35_157  # 200 epochs of the run's own 45k images at 256
     full = lra_record("text", "fnet", 0.6, 20_000)
-    short = lra_record("pathfinder32", "fnet", 0.5, 900, stop_reason="time", at_chance=True)
+    short = lra_record("pathfinder32", "fnet", 0.5, 900, stop_reason="max_time", at_chance=True)
     old = lra_record("pathfinder32", "linear", 0.7, 62_500, data={"train": {}})
     cut = lra_record("text", "linear", 0.55, 20_000, config={"max_len": 1000, "batch_size": 8}, preset="tiny",
                      data={"test": {"sampled_from": 25_000}}, sizes={"train": 23_000, "test": 5_000})

@@ -93,7 +93,7 @@ def shortfalls(record: dict[str, Any]) -> list[str]:
         notes.append(", ".join(f"{k} {mine} (official {official})" for k, (mine, official) in changed.items()))
     target = official_steps(task, train)
     if record["steps"] < target:
-        notes.append(f"{record['steps']:,} of {target:,} steps" + (" (time limit)" if record.get("stop_reason") == "time" else ""))
+        notes.append(f"{record['steps']:,} of {target:,} steps" + (" (time limit)" if record.get("stop_reason") == "max_time" else ""))
     if config.get("max_len") and config["max_len"] < TASKS[task].seq_len:
         notes.append(f"first {config['max_len']} of {TASKS[task].seq_len} tokens")
     if task in OFFICIAL_TRAIN_SIZE and train < OFFICIAL_TRAIN_SIZE[task]:
