@@ -23,12 +23,16 @@ MODELS=${MODELS:-fnet linear bert}
 # step at 1024 tokens took 32-51 s at batch 64 (Image, Pathfinder; ~12 GiB), without it 5.6-9 s (0.5-0.7 GiB),
 # so 45 minutes give BERT hundreds of steps instead of ~60. `lra table` lists the change under the table.
 override() { [ "$1" = bert ] && echo "attention_dropout=0.0"; true; }
+# bf16 where it pays (precision/ab.py: fp32 / bf16 step time, interleaved in one process): 1.5-2.6x for FNet
+# and Linear on Image and Text, 1.04x for FNet and 1.8x for Linear on Pathfinder, 1.9x for BERT on Text,
+# 1.02x for BERT on Image, but 0.79x for BERT on Pathfinder (head size 8), which therefore trains in fp32.
+precision() { if [ "$1 $2" = "pathfinder32 bert" ]; then echo fp32; else echo auto; fi; }
 
 steps_in_budget() {  # TASK LENGTH BATCH MODEL -> 90% of the steps that fit in BUDGET at the measured speed
   local probe=runs/lra-probe/$1-$4-b$3 spec=$4
   [ -n "$(override "$4")" ] && spec="$4:$(override "$4")"
   [ -f "$probe/speed.json" ] || nice -n 10 tokenmix lra speed --task "$1" --seq-lens "$2" --batch-size "$3" \
-    --models "$spec" --baseline "$spec" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" \
+    --models "$spec" --baseline "$spec" --precision "$(precision "$1" "$4")" --warmup 2 --repeats 5 --max-memory-gb 20 --time-budget 900 --out "$probe" \
     --overwrite > /dev/null
   python -c "import json; r = json.load(open('$probe/speed.json'))['results'][0]; print(max(1, int(0.9 * r['steps_per_s'] * $BUDGET)))"
 }
@@ -41,7 +45,8 @@ run() {  # TASK LENGTH BATCH MODEL NAME [flags of lra run]
   steps=$(steps_in_budget "$task" "$length" "$batch" "$model")
   if [ -d "$out" ]; then extra=(--resume); fi
   if [ -n "$(override "$model")" ]; then extra+=(--override "$(override "$model")"); fi
-  nice -n 10 tokenmix lra run "$task" --model "$model" --preset lra --batch-size "$batch" --max-len "$length" \
+  nice -n 10 tokenmix lra run "$task" --model "$model" --preset lra --precision "$(precision "$task" "$model")" \
+    --batch-size "$batch" --max-len "$length" \
     --max-steps "$steps" --eval-every $(( steps / 8 > 0 ? steps / 8 : 1 )) --max-time "$BUDGET" --out "$out" \
     "${extra[@]}" "$@"
   mkdir -p "results/lra/$name" && cp "$out/summary.json" "results/lra/$name/summary.json"
