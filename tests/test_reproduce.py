@@ -86,7 +86,7 @@ def test_report_checks_the_papers_claims_with_our_ratios():
 def test_equal_steps_section_says_so_when_no_step_is_shared(tmp_path):
     """A time budget on a busy machine can stop the slowest model before any evaluation the others made:
     the report still has its section and says why it is empty (this used to drop the section)."""
-    from tokenmix.reproduce.writeup import _pretraining, equal_steps
+    from tokenmix.reproduce.writeup import _pretraining, equal_steps, heldout_curve
 
     held = {"loss": 1.0, "mlm_loss": 0.9, "nsp_loss": 0.1, "mlm_accuracy": 0.1, "nsp_accuracy": 0.5}
     for model, steps in (("bert", [4]), ("fnet", [5, 10])):
@@ -94,7 +94,7 @@ def test_equal_steps_section_says_so_when_no_step_is_shared(tmp_path):
         lines = (json.dumps({"step": s, "split": "heldout", **held}) for s in steps)
         (tmp_path / "pretrain" / model / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     runs = {m: {"steps": s, "heldout": held, "steps_per_s": 1.0, "params": 10} for m, s in (("bert", 4), ("fnet", 10))}
-    report = "\n".join(_pretraining(["bert", "fnet"], runs, equal_steps(tmp_path, ["bert", "fnet"])))
+    report = "\n".join(_pretraining(["bert", "fnet"], runs, equal_steps({m: heldout_curve(tmp_path, m) for m in ("bert", "fnet")})))
     assert "## Pretraining: equal steps\n\nNo held-out evaluation at a step every model reached (the slowest stopped at step 4)" in report
 
 

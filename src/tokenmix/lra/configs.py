@@ -20,6 +20,13 @@ from tokenmix.train.configs import FitConfig
 PERFORMER = "performer"  # the efficient-attention peer of `lra speed` (performer-pytorch), not a registered variant
 
 
+def check_choices(*choices: tuple[str, str, tuple[str, ...]]) -> None:
+    """Raise a one-line ValueError for the first (flag, value, allowed) whose value is not allowed."""
+    for flag_name, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(f"--{flag_name} {value!r} is not valid; choose one of {', '.join(allowed)}")
+
+
 @dataclass
 class DataFlags:
     """Data options shared by ``lra run`` and ``lra eval``."""
@@ -38,10 +45,7 @@ class DataFlags:
 
     def check_data_flags(self) -> None:
         """Refuse a bad choice before any data is generated or read (that can take minutes)."""
-        for flag_name, value, allowed in (("on-overflow", self.on_overflow, OVERFLOW),
-                                          ("difficulty", self.difficulty, tuple(DIFFICULTY))):
-            if value not in allowed:
-                raise ValueError(f"--{flag_name} {value!r} is not valid; choose one of {', '.join(allowed)}")
+        check_choices(("on-overflow", self.on_overflow, OVERFLOW), ("difficulty", self.difficulty, tuple(DIFFICULTY)))
 
 
 @dataclass
@@ -73,8 +77,7 @@ class LRARunConfig(FitConfig, DataFlags):
         if not self.max_steps and not self.epochs:
             self.max_steps, self.epochs = defaults.get("max_steps", 0), defaults.get("epochs", 0.0)
         self.pooling = self.pooling or spec.pooling
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"--pooling {self.pooling!r} is not valid; choose one of {', '.join(POOLINGS)}")
+        check_choices(("pooling", self.pooling, POOLINGS))
         self.check_data_flags()
         self.out = self.out or f"runs/lra/{spec.name}-{self.model}"
         get_variant(self.model)

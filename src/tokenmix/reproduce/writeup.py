@@ -64,15 +64,16 @@ def heldout_curve(out: Path, model: str) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r.get("split") == "heldout"), key=lambda r: r["step"])
 
 
-def plot_learning_curves(out: Path, models: list[str], stem: Path) -> list[Path]:
-    """Held-out MLM accuracy against steps and against training time, every model in one figure
-    (``stem``.png and .svg): who is ahead at a small budget, and where, if anywhere, the order changes."""
+def plot_learning_curves(curves: dict[str, list[dict[str, Any]]], stem: Path) -> list[Path]:
+    """Held-out MLM accuracy against steps and against training time, every model's curve (see
+    :func:`heldout_curve`) in one figure (``stem``.png and .svg): who is ahead at a small budget, and
+    where, if anywhere, the order changes."""
     from matplotlib.figure import Figure  # noqa: PLC0415 (slow to import; only the step that draws needs it)
 
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     by_step, by_time = figure.subplots(1, 2, sharey=True)
-    for model in models:
-        curve = [r for r in heldout_curve(out, model) if "train_seconds" in r]
+    for model, evaluations in curves.items():
+        curve = [r for r in evaluations if "train_seconds" in r]
         accuracy = [r["mlm_accuracy"] for r in curve]
         by_step.plot([r["step"] for r in curve], accuracy, marker=".", label=model)
         by_time.plot([r["train_seconds"] / 60 for r in curve], accuracy, marker=".", label=model)
@@ -130,14 +131,14 @@ def _leads(curves: dict[str, list[dict[str, Any]]], baseline: str = "bert") -> l
             "last change of lead):", "", render_table(["pair", "at equal steps", "at equal time"], rows, markdown=True), ""]
 
 
-def equal_steps(out: Path, models: list[str]) -> tuple[int, dict[str, dict]]:
-    """Held-out metrics of every model at the largest step all of them evaluated at."""
-    records = {model: {r["step"]: r for r in heldout_curve(out, model)} for model in models}
+def equal_steps(curves: dict[str, list[dict[str, Any]]]) -> tuple[int, dict[str, dict]]:
+    """Held-out metrics of every model at the largest step all of their curves evaluated at."""
+    records = {model: {r["step"]: r for r in curve} for model, curve in curves.items()}
     common = set.intersection(*(set(r) for r in records.values())) if records else set()
     if not common:
         return 0, {}
     step = max(common)
-    return step, {model: records[model][step] for model in models}
+    return step, {model: records[model][step] for model in curves}
 
 
 def _pretraining(models: list[str], runs: dict[str, Any], at_step: tuple[int, dict[str, dict]]) -> list[str]:
@@ -345,7 +346,8 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
     models = list(config.models)
     runs = {m: _load(out / "pretrain" / m / "summary.json") for m in models}
     done = {m: r for m, r in runs.items() if r}
-    at_step = equal_steps(out, list(done))  # read once: the equal-steps table and its target
+    curves = {m: heldout_curve(out, m) for m in models}  # read once: plot, tables and targets
+    at_step = equal_steps({m: curves[m] for m in done})
     glue = {m: load_glue(out, m) for m in models}
     bench = _load(out / "bench" / "speed.json") or []
     bench = bench["results"] if isinstance(bench, dict) else bench
@@ -360,11 +362,11 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
                   "resumes from its checkpoint); the tables below show what is done.", ""]
     if all(runs.values()):
         lines += _pretraining(models, runs, at_step)
-    if any(heldout_curve(out, m) for m in models):
-        plot_learning_curves(out, models, out / "learning_curves")
+    if any(curves.values()):
+        plot_learning_curves(curves, out / "learning_curves")
         lines += ["## Learning curves (the papers' Figure 2 argument at this scale)", "",
                   "![held-out MLM accuracy against steps and against training time](learning_curves.png)", "",
-                  *_leads({m: heldout_curve(out, m) for m in models})]
+                  *_leads(curves)]
     if any(glue.values()):
         lines += _glue(out, models, glue)
     step_ms: dict[str, float] = {}
@@ -379,5 +381,5 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
         on_front = {p.model: front for p, front in zip(points, pareto_front(points))}
         lines += ["## Speed-accuracy (like Figure 2)", "", "![GLUE average against pretraining ms per step](pareto.png)", ""]
     lines += _claims(done, {m: g for m, g in glue.items() if g}, step_ms, on_front)
-    lines += _targets(done, {m: g for m, g in glue.items() if g}, at_step, {m: heldout_curve(out, m) for m in done})
+    lines += _targets(done, {m: g for m, g in glue.items() if g}, at_step, curves)
     return atomic_write(out / "REPORT.md", lambda tmp: Path(tmp).write_text("\n".join(lines), encoding="utf-8"))
