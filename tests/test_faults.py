@@ -254,6 +254,16 @@ def test_predict_file_errors_name_the_real_line(tmp_path):
     (tmp_path / "in.txt").write_text("first\n\n\nsecond\tpair\n\nthird\ta\tb\n")
     with pytest.raises(ValueError, match=r"in.txt: line 6 has 3 tab-separated fields"):
         read_inputs(str(tmp_path / "in.txt"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"--file .*blank.txt holds no text; give one text"):
+        read_inputs(str(tmp_path / "blank.txt"))
+    with pytest.raises(ValueError, match=r"--file .* is a folder"):
+        read_inputs(str(tmp_path))
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text"):
+        read_inputs(str(tmp_path / "latin1.txt"))
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfhello\n")
+    assert read_inputs(str(tmp_path / "bom.txt")) == [("hello",)]
 
 
 @pytest.mark.parametrize("variant", ["fnet", "bert"])

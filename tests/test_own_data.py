@@ -79,6 +79,20 @@ def test_table_errors(tmp_path, content, match):
         read_table(tmp_path / "t.jsonl")
 
 
+def test_a_folder_or_another_encoding_is_one_clear_error(tmp_path):
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(ValueError, match="folder.csv is a folder; give the name of a file"):
+        read_table(tmp_path / "folder.csv")
+    train, dev = _reviews(tmp_path)
+    with pytest.raises(ValueError, match="--validation-file .*folder.csv is a folder"):
+        TableAdapter(TableColumns("review", "sentiment"), {"train": train, "validation": str(tmp_path / "folder.csv")})
+    (tmp_path / "latin1.tsv").write_bytes("text\tlabel\ncaf\u00e9 cr\u00e8me\tpos\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.tsv is not UTF-8 text \(it holds the byte 0xe9\); save it as UTF-8"):
+        read_table(tmp_path / "latin1.tsv")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbftext,label\r\n\"a, b\r\nc\",pos\r\n")
+    assert read_table(tmp_path / "bom.csv") == (["text", "label"], [{"text": "a, b\r\nc", "label": "pos"}])
+
+
 def test_adapter_labels_names_and_metrics(tmp_path):
     train, dev = _reviews(tmp_path)
     adapter = TableAdapter(TableColumns("review", "sentiment"), {"train": train, "validation": dev})

@@ -19,7 +19,7 @@ from typing import Any
 from tokenmix.benchmarks import glue_metrics
 from tokenmix.benchmarks.adapters import Loaded
 from tokenmix.benchmarks.examples import Example
-from tokenmix.text.tables import dataset_rows, read_table, require_columns, write_table
+from tokenmix.text.tables import check_input_file, dataset_rows, read_table, require_columns, write_table
 
 SPLITS = ("train", "validation", "test")
 
@@ -91,9 +91,7 @@ class TableAdapter:
 
     def _load(self, split: str, source: Any) -> Table:
         if isinstance(source, str | Path):
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"--{split}-file {source} does not exist")
-            columns, rows = read_table(source)
+            columns, rows = read_table(check_input_file(source, f"--{split}-file"))
             where = str(source)
         else:
             columns, rows = dataset_rows(source)

@@ -24,7 +24,7 @@ from tokenmix.io.files import claim_outputs, write_json
 from tokenmix.models.factory import load_pretrained
 from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
-from tokenmix.text.tables import read_table, require_columns, write_table
+from tokenmix.text.tables import check_input_file, not_utf8, read_table, require_columns, write_table
 from tokenmix.text.tokenizer import Tokenizer, check_tokenizer
 
 # Written by fine-tuning beside the weights: labels, lengths and padding rule, so a folder predicts alone.
@@ -108,14 +108,20 @@ class TextClassifier:
 
 
 def read_inputs(path: str) -> list[tuple[str, ...]]:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--file {file} does not exist")
+    """The texts (or tab-separated pairs) of ``predict --file``, one per non-blank line; a file without
+    one is an error, as an empty ``--input`` table is, rather than a run that predicts nothing."""
+    file = check_input_file(path, "--file")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise not_utf8(file, err) from None
     numbered = [(number, tuple(line.split("\t")))  # numbers of the file's lines, blank ones counted
-                for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+                for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     for number, row in numbered:
         if len(row) > 2:
             raise ValueError(f"{file}: line {number} has {len(row)} tab-separated fields; expected a text or a text pair")
+    if not numbered:
+        raise ValueError(f"--file {file} holds no text; give one text (or text<TAB>text) per line")
     return [row for _, row in numbered]
 
 

@@ -39,12 +39,37 @@ def json_object(file: str | Path, number: int, line: str, fix: str) -> dict[str,
     return record
 
 
+def check_input_file(path: str | Path, flag: str = "") -> Path:
+    """``path`` as an existing file, or one error naming it (a folder is not "missing": say so)."""
+    file, name = Path(path), f"{flag} {path}" if flag else str(path)
+    if file.is_dir():
+        raise ValueError(f"{name} is a folder; give the name of a file")
+    if not file.is_file():
+        raise FileNotFoundError(f"{name} does not exist")
+    return file
+
+
+def not_utf8(file: str | Path, err: UnicodeDecodeError) -> ValueError:
+    """The error for a file in another encoding (latin-1, cp1252...): the file and the fix, not a bare codec message."""
+    return ValueError(f"{file} is not UTF-8 text (it holds the byte 0x{err.object[err.start]:02x}); save it as UTF-8, "
+                      f"e.g. `iconv -f latin1 -t utf-8 {file}`")
+
+
 def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     """(column names, rows) of a CSV/TSV/JSONL file; an empty file or a malformed line is an error."""
     file = Path(path)
     kind = table_format(file)
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} does not exist")
+    check_input_file(file)
+    try:
+        columns, rows = _read_rows(file, kind)
+    except UnicodeDecodeError as err:
+        raise not_utf8(file, err) from None
+    if not rows:
+        raise ValueError(f"{file} has no data rows; give a file with a header and at least one row")
+    return columns, rows
+
+
+def _read_rows(file: Path, kind: str) -> tuple[list[str], list[dict[str, Any]]]:
     with file.open(encoding="utf-8-sig", newline="") as f:
         if kind == "jsonl":
             rows = []
@@ -62,8 +87,6 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
                     raise ValueError(f"{file}:{reader.line_num}: {len(columns) + len(row[None])} fields but the "
                                      f"header has {len(columns)}; quote fields that contain the delimiter")
                 rows.append(row)
-    if not rows:
-        raise ValueError(f"{file} has no data rows; give a file with a header and at least one row")
     return columns, rows
 
 
