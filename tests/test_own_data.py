@@ -151,6 +151,41 @@ def test_every_bad_input_is_one_clear_error(tmp_path):
         PredictConfig(model="m", input="in.csv")
 
 
+def test_rows_without_a_text_or_a_label_are_named(tmp_path):
+    """An empty cell is not a class '' nor an empty text; a test label column left empty is only predicted."""
+    train, dev = _reviews(tmp_path)
+    columns = TableColumns("review", "sentiment")
+    rows = [[t, "pos"] for t in POSITIVE[:2]] + [[t, "neg"] for t in NEGATIVE[:2]]
+    cases = {
+        "no_label.csv": (rows + [["fine", ""]], "no_label.csv row 5: no label in column 'sentiment'; fill it in"),
+        "no_text.csv": (rows + [["  ", "pos"]], "no_text.csv row 5: column 'review' is empty; every row needs a text"),
+    }
+    for name, (content, message) in cases.items():
+        path = _write_csv(tmp_path / name, ["review", "sentiment"], content)
+        with pytest.raises(ValueError, match=message):
+            TableAdapter(columns, {"train": path, "validation": dev})
+    null = tmp_path / "null.jsonl"
+    null.write_text('{"review": "a", "sentiment": 1}\n{"review": "b"}\n')
+    with pytest.raises(ValueError, match="null.jsonl row 2: no label in column 'sentiment'"):
+        TableAdapter(columns, {"train": str(null), "validation": dev})
+    half = _write_csv(tmp_path / "half.csv", ["review", "sentiment"], [["a great film", "pos"], ["awful", ""]])
+    with pytest.raises(ValueError, match="half.csv row 2: no label in column 'sentiment'"):
+        TableAdapter(columns, {"train": train, "validation": dev, "test": half})
+    unlabelled = _write_csv(tmp_path / "new.csv", ["id", "review", "sentiment"], [[1, "a great film", ""], [2, "awful", ""]])
+    adapter = TableAdapter(columns, {"train": train, "validation": dev, "test": unlabelled})
+    assert adapter.eval_splits == ("validation",) and adapter.test_splits == ("test",)
+    assert [e.label for e in adapter.read(None, "test").examples] == [None, None]
+    with pytest.raises(ValueError, match="an empty text"):
+        PredictConfig(model="m", texts=("",))
+    from types import SimpleNamespace
+
+    from tokenmix.text.classifier import table_inputs
+    blank = _write_csv(tmp_path / "blank.csv", ["review"], [["fine"], [""]])
+    config = PredictConfig(model="m", input=blank, output=str(tmp_path / "out.csv"))
+    with pytest.raises(ValueError, match="blank.csv row 2: no text in column"):
+        table_inputs(config, SimpleNamespace(columns={"text": "review"}))
+
+
 def test_length_buckets_and_policy():
     assert parse_length_buckets("auto", 128)[:33] == (*range(1, 33), 34)
     assert parse_length_buckets("auto", 128)[-3:] == (120, 124, 128)

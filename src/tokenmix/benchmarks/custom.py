@@ -6,8 +6,9 @@ shared.
 Labels are classes (strings, or integers; the names are kept in the order sorted from the training
 split and saved with the model) or, with ``regression``, numbers. Every split is read and checked
 when the adapter is built, before anything is trained or written: a missing column, an empty table,
-mixed label types, a validation label that training never saw or a non-numeric regression target is
-one error naming the file, the row and the fix.
+a row without a text or a label, mixed label types, a validation label that training never saw or a
+non-numeric regression target is one error naming the file, the row and the fix. A test table whose
+label column is empty in every row is predicted, not scored.
 """
 
 from __future__ import annotations
@@ -49,8 +50,17 @@ def _is_integer(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lstrip("-").isdigit()
 
 
+def blank(value: Any) -> bool:
+    """No value: a missing JSON key or null, or an empty (or all-space) CSV/TSV cell."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def class_names(values: list[Any], source: str, column: str) -> list[str]:
-    """The label names of a training split, sorted (numerically for integer labels)."""
+    """The label names of a training split, sorted (numerically for integer labels); a row without a
+    label is an error naming it (an empty cell would otherwise become a class of its own)."""
+    missing = next((i for i, v in enumerate(values, 1) if blank(v)), None)
+    if missing is not None:
+        raise ValueError(f"{source} row {missing}: no label in column {column!r}; fill it in or remove the row")
     kinds = {"integer" if _is_integer(v) else "string" if isinstance(v, str) else type(v).__name__ for v in values}
     if len(kinds) > 1:
         raise ValueError(f"{source}: column {column!r} mixes label types ({', '.join(sorted(kinds))}); use one type "
@@ -80,8 +90,8 @@ class TableAdapter:
         if self.labels is not None and len(self.labels) < 2:
             raise ValueError(f"{train.source}: column {columns.label!r} has a single class {self.labels[0]!r}; "
                              f"classification needs at least two")
-        test = self.tables.get("test")
-        labelled_test = test is not None and columns.label in test.columns
+        test = self.tables.get("test")  # scored when it has labels; a label column left empty: predicted only
+        labelled_test = test is not None and any(not blank(row.get(columns.label)) for row in test.rows)
         self.eval_splits = ("validation", "test") if labelled_test else ("validation",)
         self.test_splits = ("test",) if test is not None and not labelled_test else ()
         self.score_metric = "pearson" if columns.regression else "accuracy"
@@ -103,6 +113,8 @@ class TableAdapter:
         return Table(where, columns, rows)
 
     def _label(self, value: Any, where: str) -> int | float:
+        if blank(value):
+            raise ValueError(f"{where}: no label in column {self.columns.label!r}; fill it in or remove the row")
         if self.labels is None:
             try:
                 if isinstance(value, bool):
@@ -121,11 +133,14 @@ class TableAdapter:
         value = row.get(column)
         if not isinstance(value, str):
             raise ValueError(f"{where}: column {column!r} is {value!r}, not a text; every row needs a text there")
+        if not value.strip():  # an empty cell: the model would learn (or predict) from [CLS] [SEP] alone
+            raise ValueError(f"{where}: column {column!r} is empty; every row needs a text there (fill it in or "
+                             f"remove the row)")
         return value
 
     def _examples(self, split: str) -> Loaded:
         table, c = self.tables[split], self.columns
-        labelled = c.label in table.columns
+        labelled = split != "test" or "test" in self.eval_splits
         examples = []
         for i, row in enumerate(table.rows):
             where = f"{table.source} row {i + 1}"

@@ -135,7 +135,7 @@ def table_inputs(config: PredictConfig, classifier: TextClassifier) -> tuple[lis
     inputs = []
     for i, row in enumerate(rows, 1):
         texts = (row.get(text), row.get(pair)) if pair else (row.get(text),)
-        if not all(isinstance(t, str) for t in texts):
+        if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"{config.input} row {i}: no text in column(s) {text!r}{f', {pair!r}' if pair else ''}; "
                              f"every row needs one")
         inputs.append(tuple(str(t) for t in texts))

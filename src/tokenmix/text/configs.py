@@ -116,5 +116,7 @@ class PredictConfig:
             raise ValueError("--input and --output go together: the table to read and the table to write")
         if self.output and os.path.abspath(self.output) == os.path.abspath(self.input):
             raise ValueError("--output is the --input file; write the predictions to another file")
+        if any(not text.strip() for text in self.texts):
+            raise ValueError("an empty text; give the text to classify (quote it)")
         if len(self.texts) > 2:
             raise ValueError(f"got {len(self.texts)} texts; a single example has one text or a pair (quote each text)")
