@@ -149,6 +149,8 @@ def test_every_bad_input_is_one_clear_error(tmp_path):
         FinetuneConfig(train_file=train, text_column="review", init="scratch", out="o", length_buckets="some")
     with pytest.raises(ValueError, match="--input and --output go together"):
         PredictConfig(model="m", input="in.csv")
+    with pytest.raises(ValueError, match="out.parquet: unknown table format '.parquet'"):
+        PredictConfig(model="m", input="in.csv", output="out.parquet")  # before the model is loaded and run
 
 
 def test_rows_without_a_text_or_a_label_are_named(tmp_path):

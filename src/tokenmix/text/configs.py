@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tokenmix.options import OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
+from tokenmix.text.tables import table_format
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
 
@@ -116,6 +117,8 @@ class PredictConfig:
             raise ValueError("--input and --output go together: the table to read and the table to write")
         if self.output and os.path.abspath(self.output) == os.path.abspath(self.input):
             raise ValueError("--output is the --input file; write the predictions to another file")
+        for table in (self.input, self.output) if self.input else ():  # an unknown format now, not after predicting
+            table_format(table)
         if any(not text.strip() for text in self.texts):
             raise ValueError("an empty text; give the text to classify (quote it)")
         if len(self.texts) > 2:
