@@ -182,6 +182,31 @@ def test_existing_outputs_are_refused_before_any_work(capsys, tmp_path, model_di
     assert snapshot(tmp_path) == before
 
 
+def test_a_taken_sweep_folder_is_refused_before_the_data_is_read(capsys, tmp_path):
+    """A sweep over other rates would train, then be refused at a rate run before, or replace best/ and
+    metrics.json; the training file named here does not exist, so the --out check came first."""
+    out = tmp_path / "sweep"
+    (out / "lr_0.001").mkdir(parents=True)
+    for name in ("metrics.jsonl", "fit_summary.json"):
+        (out / "lr_0.001" / name).write_text("{}\n")
+    (out / "metrics.json").write_text("{}\n")
+    (tmp_path / "file.txt").write_text("keep me")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    args = ["finetune", "--train-file", str(tmp_path / "missing.csv"), "--validation-file", str(tmp_path / "missing.csv"),
+            "--text-column", "text", "--init", "scratch", "--lr", "1e-4,5e-5", "--out"]
+    assert "sweep already holds a finished run; pass --resume" in one_error(capsys, [*args, str(out)])
+    (out / "lr_0.001" / "fit_summary.json").unlink()
+    assert "sweep already holds a started run" in one_error(capsys, [*args, str(out)])
+    assert "data already holds other files (notes.txt); choose another folder" in one_error(
+        capsys, [*args, str(tmp_path / "data")])
+    assert "file.txt is a file; give a folder" in one_error(capsys, [*args, str(tmp_path / "file.txt")])
+    assert "missing.csv does not exist" in one_error(capsys, [*args, str(out), "--resume"])  # then the data
+    before.pop("sweep/lr_0.001/fit_summary.json")
+    assert snapshot(tmp_path) == before
+
+
 def test_overwrite_replaces_a_converted_model(capsys, tmp_path, model_dir):
     pytest.importorskip("transformers")
     out = tmp_path / "hf"

@@ -203,7 +203,7 @@ def test_finetune_cli_sweep_predictions_and_predict(tmp_path, tokenizer_dir, cap
     assert [json.loads(x)["split"] for x in (best_run / "metrics.jsonl").read_text().splitlines()].count("eval") == 2
     _agree(out, "mrpc", "dev")
     assert {"config.json", "model.safetensors", "task.json", "tokenizer.json"} <= {p.name for p in (out / "best").iterdir()}
-    assert main(args) == 1 and "already holds a started run" in capsys.readouterr().err
+    assert main(args) == 1 and "already holds a finished run" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["predict", "--model", str(out), "Prices rose.", "Prices went up."]) == 0

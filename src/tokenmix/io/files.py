@@ -128,6 +128,8 @@ class FolderLock:
         if self.folder in self._held:
             self._held[self.folder] += 1
             return self
+        if self.folder.is_file():  # mkdir's "File exists" would suggest --overwrite, which cannot help
+            raise ValueError(f"{self.folder} is a file; give a folder for the run")
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             try:

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from tokenmix.lra.tasks import SPLITS, get_lra_task, lra_model_config
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import build_model
-from tokenmix.train.supervised import fit_sweep
+from tokenmix.train.supervised import claim_sweep_dir, fit_sweep
 
 # A run that ends below this many percentage points over the majority class is flagged as "at chance".
 CHANCE_MARGIN = 1.0
@@ -76,7 +75,7 @@ def root_op_baseline(train: Split, test: Split, pooling: str) -> float:
 
 
 def run_lra(config: LRARunConfig) -> dict[str, Any]:
-    task, out = get_lra_task(config.task), Path(config.out)
+    task, out = get_lra_task(config.task), claim_sweep_dir(config.out, config)  # before the data is loaded
     seq_len = min(config.max_len or task.seq_len, task.seq_len)
     data = load_task_splits(task, data_options(config, config.pooling))
     train, val, test = data["train"], data["val"], data["test"]

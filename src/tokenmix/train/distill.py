@@ -44,7 +44,7 @@ from tokenmix.train.finetune import (
     save_task_files,
     task_values,
 )
-from tokenmix.train.supervised import fit_sweep
+from tokenmix.train.supervised import claim_sweep_dir, fit_sweep
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, hard: torch.Tensor, alpha: float, temperature: float,
@@ -114,7 +114,8 @@ def _ms_per_example(model: nn.Module, batches: PairBatches) -> float:
 
 
 def run_distill(config: DistillConfig) -> dict[str, Any]:
-    adapter, out, device = get_adapter(config.benchmark, config.task), Path(config.out), resolve_device(config.device)
+    out = claim_sweep_dir(config.out, config)  # before the teacher is run and the models built
+    adapter, device = get_adapter(config.benchmark, config.task), resolve_device(config.device)
     teacher_dir = find_model_dir(config.teacher)
     if not (teacher_dir / TASK_FILE).is_file():
         raise ValueError(f"{teacher_dir} is not a fine-tuned model (no {TASK_FILE}); fine-tune a teacher first")

@@ -36,7 +36,7 @@ from tokenmix.text.pairs import PairBatches, encode, padding_policy, predict_log
 from tokenmix.text.prepare import data_tokenizer, recorded_path
 from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
 from tokenmix.train.configs import FinetuneConfig, FinetuneOptions
-from tokenmix.train.supervised import fit_sweep
+from tokenmix.train.supervised import claim_sweep_dir, fit_sweep
 
 
 def stored_tokenizer(folder: Path) -> Any:
@@ -220,6 +220,7 @@ def table_adapter(config: FinetuneConfig, dataset: Any = None) -> TableAdapter:
 def run_finetune(config: FinetuneConfig, submission_dir: Path | None = None, dataset: Any = None) -> dict[str, Any]:
     """Fine-tune, pick the best learning rate, evaluate and write predictions; returns ``metrics.json``.
     ``dataset``: your own data as a ``datasets.DatasetDict`` (with ``config.text_column`` etc.)."""
+    claim_sweep_dir(config.out, config)  # before the data is read and the models built
     own = config.own_data() or dataset is not None
     adapter = table_adapter(config, dataset) if own else get_adapter(config.benchmark, config.task)
     out = Path(config.out)

@@ -24,7 +24,7 @@ from torch import nn
 
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.checkpoint import save_weights
-from tokenmix.io.files import FolderLock, write_json
+from tokenmix.io.files import LOCK_NAME, FolderLock, ensure_writable, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.train.configs import FitConfig
 from tokenmix.train.distributed import DistributedContext
@@ -100,6 +100,26 @@ def _fit(model: TokenMixPreTrainedModel, batches: Batches, steps_per_epoch: int,
     }
     write_json(run_dir / FINISHED, summary)
     return summary
+
+
+def claim_sweep_dir(out: str | Path, config: FitConfig) -> Path:
+    """Check ``--out`` before any data is read or model built: a file, or (without --resume or --overwrite)
+    a folder holding anything, is refused, so that a sweep over other learning rates neither trains its
+    first rates and is then refused at one that ran before, nor replaces an earlier ``best/`` and
+    ``metrics.json``; an unwritable folder is refused too."""
+    out = Path(out)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    taken = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if taken and not (config.resume or config.overwrite):
+        runs = [d for d in (out, *sorted(out.glob("lr_*"))) if (d / "metrics.jsonl").exists() or checkpoint_dirs(d)]
+        if not runs:
+            raise ValueError(f"--out {out} already holds other files ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); "
+                             f"choose another folder, or pass --overwrite to write there anyway")
+        state = "finished" if all((d / FINISHED).is_file() for d in runs) else "started"
+        raise ValueError(f"{out} already holds a {state} run; pass --resume to continue it or --overwrite to start over, or "
+                         f"choose another --out")
+    return ensure_writable(out, directory=True, flag="--out")
 
 
 def fit_sweep(make_model: Callable[[], TokenMixPreTrainedModel], batches: Batches, steps_per_epoch: int, evaluate: Evaluate,
