@@ -92,6 +92,9 @@ OUT_OF_RANGE = [  # (command, argv): refused by the parser, before any work
     ("pretrain", ["pretrain", "--mlm-probability", "0"]),
     ("finetune", ["finetune", "--warmup-ratio", "1.5"]),
     ("finetune", ["finetune", "--lr", "1e-4,-1"]),
+    ("finetune", ["finetune", "--lr", "-1e-3"]),  # exponent form: argparse took it for a flag ("expected one argument")
+    ("finetune", ["finetune", "--lr", "-1e-3,1e-4"]),
+    ("pretrain", ["pretrain", "--learning-rate", "-5E-4"]),
     ("glue", ["glue", "--max-seq-len", "0"]),
     ("superglue", ["superglue", "--batch-size", "0"]),
     ("distill", ["distill", "--temperature", "0"]),

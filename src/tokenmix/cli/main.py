@@ -12,6 +12,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -22,6 +23,12 @@ from tokenmix.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        """Negative numbers in exponent form and lists (``--lr -1e-3``, ``-1e-3,1e-4``) are values to check,
+        not unknown flags ("expected one argument"): argparse before Python 3.13 knows only ``-1`` and ``-.5``."""
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,.*)?$")
+
     def error(self, message: str) -> typing.NoReturn:
         """One line, like every other error, instead of argparse's usage block."""
         self.exit(2, f"tokenmix: error: {message} (see `{self.prog} --help`)\n")
