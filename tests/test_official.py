@@ -213,6 +213,15 @@ def test_wrong_vocabulary_refused(tmp_path):
         convert_official(fixture("base/f_net"), tmp_path / "out", vocab=tmp_path / "other.model")
 
 
+def test_a_vocabulary_that_is_not_one_is_named_as_given(tmp_path):
+    """Not the temporary copy the tokenizer was read from, and a folder is not 'no such file'."""
+    (tmp_path / "train.csv").write_text("text,label\na,b\n")
+    with pytest.raises(ValueError, match=r"^--vocab \S+train.csv is not a SentencePiece Unigram vocabulary; pass"):
+        convert_official(fixture("base/f_net"), tmp_path / "out", vocab=tmp_path / "train.csv")
+    with pytest.raises(ValueError, match="--vocab .* is a folder; give the SentencePiece .model file"):
+        convert_official(fixture("base/f_net"), tmp_path / "out2", vocab=tmp_path)
+
+
 def test_sparse_mixer_zip_with_its_vocabulary(tmp_path):
     archive = tmp_path / "sm_base.zip"
     with zipfile.ZipFile(archive, "w") as zipped:

@@ -433,22 +433,24 @@ def read_official(src: str | Path, variant: str | None = None, seed: int = 0, pa
     return OfficialCheckpoint(variant, config, state, tree.values)
 
 
-def _vocab_bytes(src: Path, vocab: str | Path | None) -> bytes:
-    """The SentencePiece model: ``vocab``, else the one ``.model`` next to the checkpoint or in its
-    folder or .zip."""
+def _vocab_bytes(src: Path, vocab: str | Path | None) -> tuple[bytes, str]:
+    """The SentencePiece model and where it was found: ``vocab``, else the one ``.model`` next to the
+    checkpoint or in its folder or .zip."""
     if vocab:
+        if Path(vocab).is_dir():
+            raise ValueError(f"--vocab {vocab} is a folder; give the SentencePiece .model file")
         if not Path(vocab).is_file():
             raise FileNotFoundError(f"no such vocabulary file: {vocab}")
-        return Path(vocab).read_bytes()
+        return Path(vocab).read_bytes(), f"--vocab {vocab}"
     if src.suffix == ".zip":
         with zipfile.ZipFile(src) as archive:
             found = [name for name in archive.namelist() if name.endswith(".model")]
             if len(found) == 1:
-                return archive.read(found[0])
+                return archive.read(found[0]), f"{src}:{found[0]}"
     else:
         found = [str(p) for p in (src.rglob("*.model") if src.is_dir() else src.parent.glob("*.model"))]
         if len(found) == 1:
-            return Path(found[0]).read_bytes()
+            return Path(found[0]).read_bytes(), found[0]
     if found:
         raise ValueError(f"several vocabularies next to {src} ({', '.join(sorted(found))}): pass one with --vocab PATH")
     raise FileNotFoundError(f"no SentencePiece vocabulary next to {src}: download c4_bpe_sentencepiece.model "
@@ -466,10 +468,14 @@ def convert_official(src: str | Path, dst: str | Path, variant: str | None = Non
     if dst.resolve() == src.resolve():
         raise ValueError(f"convert from-official would write into its source {src}; pick another destination")
     claim_output(dst, overwrite, flag="DST")
-    vocabulary = _vocab_bytes(src, vocab)
+    vocabulary, where = _vocab_bytes(src, vocab)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / VOCAB_NAME).write_bytes(vocabulary)
-        tokenizer = Tokenizer.load(Path(tmp) / VOCAB_NAME)
+        try:
+            tokenizer = Tokenizer.load(Path(tmp) / VOCAB_NAME)
+        except ValueError:  # its message names the temporary copy: name the user's file instead
+            raise ValueError(f"{where} is not a SentencePiece Unigram vocabulary; pass the checkpoint's "
+                             f"c4_bpe_sentencepiece.model ({VOCAB_URL}) with --vocab PATH") from None
     checkpoint = read_official(src, variant, seed, tokenizer.pad_id)
     if tokenizer.vocab_size != checkpoint.config.vocab_size:
         raise ValueError(f"the vocabulary has {tokenizer.vocab_size} pieces but {src} embeds "
