@@ -175,7 +175,7 @@ def test_existing_outputs_are_refused_before_any_work(capsys, tmp_path, model_di
                             "already exists; pass --overwrite"),
         "tokenizer train (file)": (["tokenizer", "train", "--input", text, "--out", str(a_file), "--vocab-size", "60"],
                                    "is a file"),
-        "pretrain (file)": (pre.tiny_args(corpus, a_file, "--device", "cpu"), str(a_file)),
+        "pretrain (file)": (pre.tiny_args(corpus, a_file, "--device", "cpu"), f"{a_file} is a file; give a folder"),
         "models --json (folder)": (["models", "--json", str(taken)], "is a folder"),
         "predict --json (folder)": (["predict", "--model", str(model_dir), "--json", str(taken), "x"], "is a folder"),
         "lra eval --json (folder)": (["lra", "eval", "listops", "--checkpoint", str(taken), "--json", str(taken)], "is a folder"),
