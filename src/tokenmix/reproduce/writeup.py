@@ -5,6 +5,7 @@ curves of every model, and the papers' claims and the study's targets checked on
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 from functools import partial
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
 from tokenmix.devices import device_name, resolve_device
@@ -20,7 +22,7 @@ from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
 from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.tables import render_table
-from tokenmix.reproduce.configs import ReproduceConfig
+from tokenmix.reproduce.configs import SCALES, ReproduceConfig
 from tokenmix.version import __version__
 
 
@@ -41,6 +43,27 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _score(mean: float, sd: float, seeds: int) -> str:
+    """A GLUE score as mean ± sd; one seed has no spread to show (not "± 0.0")."""
+    return f"{mean:.1f}" + (f" ± {sd:.1f}" if seeds > 1 else "")
+
+
+def ratio_interval(values: list[float], reference: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Confidence interval of ``mean(values) / mean(reference)`` from independent fine-tuning seeds: the delta
+    method's standard error with Welch's degrees of freedom and a t quantile, so that three seeds give the wide
+    interval three seeds deserve. None when either side has fewer than two seeds."""
+    if len(values) < 2 or len(reference) < 2:
+        return None
+    mean, ref = statistics.fmean(values), statistics.fmean(reference)
+    ratio = mean / ref
+    terms = [statistics.variance(v) / (len(v) * m * m) for v, m in ((values, mean), (reference, ref))]
+    if not any(terms):
+        return ratio, ratio
+    df = sum(terms) ** 2 / sum(t * t / (len(v) - 1) for t, v in zip(terms, (values, reference)))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * abs(ratio) * math.sqrt(sum(terms))
+    return ratio - half, ratio + half
+
+
 def load_glue(out: Path, model: str) -> dict[str, Any] | None:
     """A model's GLUE results over its fine-tuning seeds (``glue/MODEL/seed_*/glue.json``; an older
     study's single ``glue/MODEL/glue.json`` counts as one seed): per-task and average mean and sd."""
@@ -53,7 +76,7 @@ def load_glue(out: Path, model: str) -> dict[str, Any] | None:
     scores = {t: _mean_sd([r["scores"][t] for r in runs]) for t in tasks}
     average = _mean_sd([r["average"] for r in runs])
     return {"scores": {t: m for t, (m, _) in scores.items()}, "sd": {t: sd for t, (_, sd) in scores.items()},
-            "average": average[0], "average_sd": average[1], "seeds": len(runs),
+            "average": average[0], "average_sd": average[1], "averages": [r["average"] for r in runs], "seeds": len(runs),
             "average_convention": runs[0]["average_convention"]}
 
 
@@ -174,7 +197,17 @@ def _fine_tuning_steps(out: Path, model: str) -> str:
     return f"{sum(steps) / len(steps):.0f}" if steps else "-"
 
 
-def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
+def _average_ratio(g: dict[str, Any], bert: dict[str, Any] | None) -> str:
+    """A model's GLUE average over BERT's, with its 95% interval when both have several seeds."""
+    if not bert:
+        return "-"
+    interval = ratio_interval(g.get("averages", []), bert.get("averages", []))
+    return _ratio(g["average"], bert["average"]) + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
+
+
+def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool = True) -> list[str]:
+    """Table 2's layout; ``time_shared``: the scale gives every model the same wall-clock share per task
+    (otherwise every model runs the scale's fixed fine-tuning recipe)."""
     columns = [c for c in GLUE_TABLE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
     bert = glue.get("bert")
     rows = []
@@ -182,20 +215,22 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any]) -> list[str]:
         if not glue.get(m):
             continue
         g, ref = glue[m], paper.GLUE_AVERAGE.get(f"{m}-base")
-        spread = g.get("sd", {})
-        cells = [f"{g['scores'][c]:.1f}" + (f" ± {spread[c]:.1f}" if g.get("seeds", 1) > 1 else "") if c in g["scores"]
-                 else "-" for c in columns]
-        average = f"{g['average']:.1f}" + (f" ± {g['average_sd']:.1f}" if g.get("seeds", 1) > 1 else "")
-        rows.append([m, _fine_tuning_steps(out, m), *cells,
-                     average, _ratio(g["average"], bert and bert["average"]), "-" if ref is None else ref,
+        seeds = g.get("seeds", 1)
+        cells = [_score(g["scores"][c], g.get("sd", {}).get(c, 0.0), seeds) if c in g["scores"] else "-" for c in columns]
+        rows.append([m, _fine_tuning_steps(out, m), *cells, _score(g["average"], g.get("average_sd", 0.0), seeds),
+                     _average_ratio(g, bert), "-" if ref is None else ref,
                      "-" if ref is None else _ratio(ref, paper.GLUE_AVERAGE["bert-base"])])
     convention = next(iter(glue.values()))["average_convention"] if glue else ""
     seeds = max((g.get("seeds", 1) for g in glue.values() if g), default=1)
-    spread = f" Each cell: mean ± sd over {seeds} fine-tuning seeds." if seeds > 1 else ""
+    spread = (f" Each cell: mean ± sd over {seeds} fine-tuning seeds; 'avg / BERT' adds its 95% interval in brackets "
+              "(delta method, t quantile with Welch's degrees of freedom)." if seeds > 1 else "")
+    budget = ("Every model gets the same wall-clock share per task (up to the scale's epochs); 'steps per task' shows "
+              "how far each got in it." if time_shared else "Every model fine-tunes with the same recipe (the scale's "
+              "epochs, learning rate and batch size); 'steps per task' is the mean over tasks and seeds.")
     return [f"## GLUE dev (like Table 2){spread and f': mean ± sd over {seeds} seeds'}", "",
             render_table(["model", "steps per task", *(GLUE_TABLE_COLUMNS[c] for c in columns), "avg", "avg / BERT",
-                          "paper avg (Base)", "paper / BERT"], rows, markdown=True), "", f"Average: {convention}. Every model gets the same wall-clock share per task "
-            "(up to the scale's epochs); 'steps per task' shows how far each got in it." + spread,
+                          "paper avg (Base)", "paper / BERT"], rows, markdown=True), "",
+            f"Average: {convention}. {budget}{spread}",
             "Test-set predictions in the GLUE server's format: `glue/MODEL/seed_*/submission/`.", ""]
 
 
@@ -317,24 +352,33 @@ def _targets(runs: dict[str, Any], glue: dict[str, Any], at_step: tuple[int, dic
 
     def score(model: str, task: str) -> str:
         g = glue[model]
-        return f"{g['scores'][task]:.1f} ± {g['sd'][task]:.1f}"
+        return _score(g["scores"][task], g["sd"][task], g.get("seeds", 1))
 
     bert = glue.get("bert")
     for task, floor in (("sst2", 82.0), ("qnli", 65.0)):
         if bert and task in bert["scores"]:
             lines.append(f"- bert {task.upper()} ≥ {floor:g}: {score('bert', task)} ({_verdict(bert['scores'][task] >= floor)}).")
     if bert and "fnet" in glue:
-        fnet = glue["fnet"]
-        low = (fnet["average"] - fnet["average_sd"]) / (bert["average"] + bert["average_sd"])
-        high = (fnet["average"] + fnet["average_sd"]) / max(bert["average"] - bert["average_sd"], 1e-9)
-        share = fnet["average"] / bert["average"]
-        lines.append(f"- fnet GLUE average ≥ 85% of bert's: {100 * share:.0f}% (range {100 * low:.0f}–{100 * high:.0f}% "
-                     f"from ± 1 sd; {_verdict(share >= 0.85)}).")
+        lines.append(_share_target(glue["fnet"], bert, 0.85))
     if "ff_only" in glue and "sst2" in glue["ff_only"]["scores"]:
         accuracy = glue["ff_only"]["scores"]["sst2"]
         lines.append(f"- ff_only at chance on SST-2 (its [CLS] never sees another token; 50.9 = majority class): "
                      f"{score('ff_only', 'sst2')} ({_verdict(abs(accuracy - 50.0) <= 3.0)}).")
     return [*lines, ""] if len(lines) > 2 else []
+
+
+def _share_target(fnet: dict[str, Any], bert: dict[str, Any], floor: float) -> str:
+    """FNet's GLUE average as a share of BERT's against ``floor``, with whether its 95% interval settles it."""
+    share = fnet["average"] / bert["average"]
+    interval = ratio_interval(fnet.get("averages", []), bert.get("averages", []))
+    if interval is None:
+        spread = "one seed on a side, so no interval"
+    else:
+        low, high = interval
+        settled = low >= floor if share >= floor else high < floor
+        spread = (f"95% interval {100 * low:.0f}–{100 * high:.0f}% over {fnet['seeds']} and {bert['seeds']} seeds, which "
+                  + ("settles it" if settled else f"reaches across {100 * floor:.0f}%, so these seeds do not settle it"))
+    return f"- fnet GLUE average ≥ {100 * floor:.0f}% of bert's: {100 * share:.0f}% ({spread}; {_verdict(share >= floor)})."
 
 
 def paper_order() -> list[str]:
@@ -368,7 +412,7 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
                   "![held-out MLM accuracy against steps and against training time](learning_curves.png)", "",
                   *_leads(curves)]
     if any(glue.values()):
-        lines += _glue(out, models, glue)
+        lines += _glue(out, models, glue, time_shared="pretrain_seconds" not in SCALES[config.scale])
     step_ms: dict[str, float] = {}
     if bench:
         speed_lines, step_ms = _speed(models, bench)
