@@ -188,6 +188,42 @@ def test_rows_without_a_text_or_a_label_are_named(tmp_path):
         table_inputs(config, SimpleNamespace(columns={"text": "review"}))
 
 
+def _jsonl(path, labels):
+    path.write_text("".join(json.dumps({"review": f"text {i}", "sentiment": v}) + "\n" for i, v in enumerate(labels)))
+    return str(path)
+
+
+def test_label_types_mean_the_same_in_csv_and_jsonl(tmp_path):
+    """JSON booleans are the classes false/true (0/1, as the CSV strings are); 1.0 is the integer class 1 in
+    both formats; a fraction asks for --regression; regression reads numbers from both formats."""
+    columns = TableColumns("review", "sentiment")
+    boolq = _jsonl(tmp_path / "b.jsonl", [True, False, True])
+    adapter = TableAdapter(columns, {"train": boolq, "validation": boolq})
+    assert adapter.labels == ["false", "true"] and [e.label for e in adapter.read(None, "validation").examples] == [1, 0, 1]
+    csv_bools = _write_csv(tmp_path / "b.csv", ["review", "sentiment"], [["a", "true"], ["b", "false"]])
+    assert [e.label for e in TableAdapter(columns, {"train": boolq, "validation": csv_bools}).read(
+        None, "validation").examples] == [1, 0]
+    written = adapter.write_predictions(tmp_path / "out", adapter.read(None, "validation"), [0, 1, 1])
+    assert [r["prediction"] for r in read_table(written)[1]] == ["false", "true", "true"]
+    floats_csv = _write_csv(tmp_path / "f.csv", ["review", "sentiment"], [["a", "1.0"], ["b", "0.0"], ["c", "2"]])
+    floats_jsonl = _jsonl(tmp_path / "f.jsonl", [1.0, 0.0, 2])
+    for path in (floats_csv, floats_jsonl):
+        adapter = TableAdapter(columns, {"train": path, "validation": floats_csv})
+        assert adapter.labels == ["0", "1", "2"] and [e.label for e in adapter.read(None, "validation").examples] == [1, 0, 2]
+    fraction_csv = _write_csv(tmp_path / "q.csv", ["review", "sentiment"], [["a", "1"], ["b", "0.5"]])
+    fraction_jsonl = _jsonl(tmp_path / "q.jsonl", [1, 0.5])
+    for path in (fraction_csv, fraction_jsonl):
+        with pytest.raises(ValueError, match=r"row 2: label .*0\.5.* is not a whole number; pass --regression"):
+            TableAdapter(columns, {"train": path, "validation": path})
+        regression = TableAdapter(TableColumns("review", "sentiment", regression=True), {"train": path, "validation": path})
+        assert [e.label for e in regression.read(None, "train").examples] == [1.0, 0.5]
+    with pytest.raises(ValueError, match="mixes label types \\(boolean, integer\\)"):
+        TableAdapter(columns, {"train": _jsonl(tmp_path / "m.jsonl", [True, 1]), "validation": boolq})
+    nan = _write_csv(tmp_path / "nan.csv", ["review", "sentiment"], [["a", "1"], ["b", "nan"]])
+    with pytest.raises(ValueError, match="regression target 'nan' in column 'sentiment' is not a number"):
+        TableAdapter(TableColumns("review", "sentiment", regression=True), {"train": nan, "validation": nan})
+
+
 def test_length_buckets_and_policy():
     assert parse_length_buckets("auto", 128)[:33] == (*range(1, 33), 34)
     assert parse_length_buckets("auto", 128)[-3:] == (120, 124, 128)

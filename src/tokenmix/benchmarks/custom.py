@@ -3,17 +3,24 @@ and a label column, behind the same adapter interface as GLUE and SuperGLUE
 (:mod:`tokenmix.benchmarks.adapters`), so fine-tuning, the sweep, metrics and predictions files are
 shared.
 
-Labels are classes (strings, or integers; the names are kept in the order sorted from the training
-split and saved with the model) or, with ``regression``, numbers. Every split is read and checked
-when the adapter is built, before anything is trained or written: a missing column, an empty table,
-a row without a text or a label, mixed label types, a validation label that training never saw or a
-non-numeric regression target is one error naming the file, the row and the fix. A test table whose
-label column is empty in every row is predicted, not scored.
+Labels are classes (strings, integers or booleans; the names are kept in the order sorted from the
+training split and saved with the model) or, with ``regression``, numbers. Class labels mean the same
+in every format, so a CSV and a JSON Lines file of one task agree: a whole number written as a float
+(``1.0``) is the integer class ``"1"``, and a JSON ``false``/``true`` is the class ``"false"``/``"true"``
+(ids 0 and 1, as the CSV strings ``false``/``true`` are), written back so in predictions files. A
+number with a fraction (``0.5``) is refused as a class: it asks for ``regression``. Every split is read
+and checked when the adapter is built, before anything is trained or written: a missing column, an
+empty table, a row without a text or a label, mixed label types, a validation label that training
+never saw or a regression target that is not a finite number is one error naming the file, the row
+and the fix. A test table whose label column is empty in every row is predicted, not scored.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +49,40 @@ class Table:
     rows: list[dict[str, Any]]
 
 
-def _is_integer(value: Any) -> bool:
+# A number as CSV and JSON write one: 3, -1, 0.5, 1.0, 2e3 (not "nan", "inf", "1_000" or "½", which float() takes).
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a JSON number or a numeric CSV/TSV cell, else None (a boolean is not a number)."""
+    if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def label_kind(value: Any) -> str:
+    """``integer`` (also ``1.0`` and ``"1.0"``), ``fraction`` (``0.5``), ``boolean``, ``string`` or the JSON type:
+    a CSV cell and a JSON value of one label get one kind, whichever format the table is in."""
     if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        return "boolean"
+    if isinstance(value, str) and not NUMBER.fullmatch(value.strip()):
+        return "string"
+    if isinstance(value, int | float | str):
+        exact = Decimal(str(value).strip())
+        if not exact.is_finite():  # a JSON NaN or Infinity
+            return "non-finite number"
+        return "integer" if exact == exact.to_integral_value() else "fraction"
+    return type(value).__name__
+
+
+def label_name(value: Any) -> str:
+    """The class name of a label: ``"1"`` for 1, 1.0 and "1.0"; ``"true"``/``"false"`` for JSON booleans."""
+    kind = label_kind(value)
+    if kind == "boolean":
+        return "true" if value else "false"
+    return str(int(Decimal(str(value).strip()))) if kind == "integer" else str(value).strip()
 
 
 def blank(value: Any) -> bool:
@@ -56,20 +91,25 @@ def blank(value: Any) -> bool:
 
 
 def class_names(values: list[Any], source: str, column: str) -> list[str]:
-    """The label names of a training split, sorted (numerically for integer labels); a row without a
-    label is an error naming it (an empty cell would otherwise become a class of its own)."""
+    """The label names of a training split, sorted (numerically for integer labels; ``false`` before
+    ``true``); a row without a label is an error naming it (an empty cell would otherwise become a class
+    of its own), and so is a number with a fraction, which asks for ``--regression`` rather than a class."""
     missing = next((i for i, v in enumerate(values, 1) if blank(v)), None)
     if missing is not None:
         raise ValueError(f"{source} row {missing}: no label in column {column!r}; fill it in or remove the row")
-    kinds = {"integer" if _is_integer(v) else "string" if isinstance(v, str) else type(v).__name__ for v in values}
-    if len(kinds) > 1:
-        raise ValueError(f"{source}: column {column!r} mixes label types ({', '.join(sorted(kinds))}); use one type "
-                         f"(all integers or all strings), or --regression for numeric targets")
-    if kinds - {"integer", "string"}:
-        raise ValueError(f"{source}: column {column!r} holds {kinds.pop()} labels; classes must be strings or integers "
-                         f"(use --regression for numeric targets)")
-    names = {str(v).strip() for v in values}
-    return sorted(names, key=int) if kinds == {"integer"} else sorted(names)
+    kinds = [label_kind(v) for v in values]
+    if "fraction" in kinds and set(kinds) <= {"integer", "fraction"}:
+        row = kinds.index("fraction") + 1
+        raise ValueError(f"{source} row {row}: label {values[row - 1]!r} in column {column!r} is not a whole number; "
+                         f"pass --regression to predict numbers (classes are strings, integers or true/false)")
+    if len(set(kinds)) > 1:
+        raise ValueError(f"{source}: column {column!r} mixes label types ({', '.join(sorted(set(kinds)))}); use one "
+                         f"type (all integers, all strings or all true/false), or --regression for numeric targets")
+    if kinds[0] not in ("integer", "string", "boolean"):
+        raise ValueError(f"{source}: column {column!r} holds {kinds[0]} labels; classes must be strings, integers or "
+                         f"true/false (use --regression for numeric targets)")
+    names = {label_name(v) for v in values}
+    return sorted(names, key=int) if kinds[0] == "integer" else sorted(names)
 
 
 class TableAdapter:
@@ -116,14 +156,12 @@ class TableAdapter:
         if blank(value):
             raise ValueError(f"{where}: no label in column {self.columns.label!r}; fill it in or remove the row")
         if self.labels is None:
-            try:
-                if isinstance(value, bool):
-                    raise TypeError
-                return float(value)
-            except (TypeError, ValueError):
+            target = number(value)
+            if target is None:
                 raise ValueError(f"{where}: regression target {value!r} in column {self.columns.label!r} is not a "
-                                 f"number; fix the row or drop --regression to classify") from None
-        name = str(value).strip() if value is not None else None
+                                 f"number; fix the row or drop --regression to classify")
+            return target
+        name = label_name(value)
         if name not in self.labels:
             raise ValueError(f"{where}: label {value!r} never occurs in the training split (its labels: "
                              f"{', '.join(self.labels)}); add examples of it to the training file or remove the row")

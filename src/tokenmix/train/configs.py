@@ -217,7 +217,8 @@ class FinetuneConfig(FinetuneOptions):
     test_file: str = option("", "with --train-file: optional table to predict (scored too when it has the label column)")
     text_column: str = option("", "with --train-file: the column holding the text")
     text_pair_column: str = option("", "with --train-file: the column holding the second text of a pair (optional)")
-    label_column: str = option("label", "with --train-file: the column holding the label (class name, integer or number)")
+    label_column: str = option("label", "with --train-file: the column holding the label (class name, integer or true/false; a "
+                                               "number with --regression)")
     regression: bool = option(False, "with --train-file: the label is a number to predict (regression), not a class")
 
     def own_data(self) -> bool:
