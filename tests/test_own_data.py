@@ -307,6 +307,11 @@ def test_finetune_and_predict_a_csv_end_to_end(tmp_path, tokenizer_dir, capsys):
     assert main(["predict", "--model", str(out), "--input", dev, "--output", str(tmp_path / "d.csv"), "--device", "cpu"]) == 0
     scored = read_table(tmp_path / "d.csv")
     assert scored[0] == ["review", "sentiment", "label", "p_neg", "p_pos"] and scored[1][0]["sentiment"] == "pos"
+    ragged = tmp_path / "ragged.jsonl"  # a key only a later row holds is a column of the CSV too, not dropped
+    ragged.write_text('{"review": "awful"}\n{"review": "brilliant", "id": 9}\n')
+    assert main(["predict", "--model", str(out), "--input", str(ragged), "--output", str(tmp_path / "r.csv"), "--device", "cpu"]) == 0
+    columns, rows = read_table(tmp_path / "r.csv")
+    assert columns == ["review", "id", "label", "p_neg", "p_pos"] and [r["id"] for r in rows] == ["", "9"]
     assert [r["label"] for r in scored[1]] == [r["prediction"] for r in predictions]  # predict agrees with finetune
     assert main(["predict", "--model", str(out), "tedious and flat", "--device", "cpu"]) == 0
     label, probs = capsys.readouterr().out.strip().splitlines()[-1].split("\t")

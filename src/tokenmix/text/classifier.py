@@ -153,6 +153,12 @@ def output_rows(columns: list[str], rows: list[dict[str, Any]], results: list[di
             for row, result in zip(rows, results)]
 
 
+def output_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """The input's columns (every row's keys, in first-seen order: a JSON Lines row may add a key) and then
+    the predicted ones, so a CSV/TSV output drops no key that only later rows hold."""
+    return list(dict.fromkeys([*columns, *(key for row in rows for key in row)]))
+
+
 def run_predict(config: PredictConfig) -> list[dict[str, Any]]:
     claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     classifier = TextClassifier.from_pretrained(config.model, config.device)
@@ -169,5 +175,5 @@ def run_predict(config: PredictConfig) -> list[dict[str, Any]]:
     if config.output:
         flat = not config.output.endswith((".jsonl", ".json"))
         written = output_rows(columns, rows, results, flat)
-        write_table(config.output, list(dict.fromkeys(key for row in written[:1] for key in row)), written)
+        write_table(config.output, output_columns(columns, written), written)
     return results
