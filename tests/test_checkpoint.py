@@ -78,7 +78,7 @@ def test_missing_and_unexpected_tensors_are_named(tmp_path):
 def test_corrupt_weights_file(tmp_path):
     tiny("fnet").save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x00\x01not a safetensors file")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
+    with pytest.raises(ValueError, match="not a readable safetensors file.*write it again with the command that made it"):
         tokenmix.load_pretrained(tmp_path)
 
 
@@ -89,8 +89,18 @@ def test_foreign_config_and_pickle_only_folder(tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     torch.save({}, hf / "pytorch_model.bin")
-    with pytest.raises(FileNotFoundError, match="convert from-hf"):
+    with pytest.raises(FileNotFoundError, match=f"convert it with `tokenmix convert from-hf {hf} DST` and pass DST"):
         tokenmix.load_pretrained(hf)
+
+
+def test_a_folder_without_a_tokenmix_model_says_which_folder_to_give(tmp_path):
+    """Not only what is wrong: the commands that write a model folder, or convert one."""
+    fix = "give a folder written by `tokenmix pretrain`, `tokenmix finetune` or `tokenmix distill`"
+    with pytest.raises(FileNotFoundError, match=f"no config.json in {tmp_path} \\(nor in a run subdirectory\\); {fix}"):
+        tokenmix.load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(ValueError, match=f"config.json is not a tokenmix config; {fix}.*`tokenmix convert from-official`"):
+        tokenmix.load_pretrained(tmp_path)
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

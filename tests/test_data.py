@@ -3,6 +3,8 @@
 import gzip
 import json
 import random
+import re
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tokenmix.cli.main import main
 from tokenmix.options import flag
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.prepare import KINDS, prepare_data
@@ -432,6 +435,22 @@ def test_single_line_documents_are_split_inside_the_line(tmp_path, tok):
     assert 10 < swapped < 54
     with pytest.raises(ValueError, match="no heldout documents"):
         PretrainingDataset(out, "heldout")
+
+
+def test_dataset_errors_give_the_prepare_command(tmp_path, tok):
+    """A folder never prepared names `tokenmix data prepare`; a lost shard names the very command that made the
+    folder, which rewrites it (the CLI user has no Python function to call)."""
+    with pytest.raises(FileNotFoundError, match=re.escape(f"prepare it first with `tokenmix data prepare --input "
+                                                          f"FILE[,FILE...] --tokenizer DIR --out {tmp_path}`")):
+        PretrainingDataset(tmp_path)
+    out = prepare(tmp_path, [write_text(tmp_path / "a.txt", make_corpus(10))], heldout_fraction=0.2, seed=3)
+    shard = out / "train" / "shard_00000.tokens.npy"
+    before = shard.read_bytes()
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match="shard_00000.tokens.npy is missing; restore it with `tokenmix data") as err:
+        PretrainingDataset(out)
+    command = re.search("`tokenmix (.*)`$", str(err.value)).group(1)
+    assert main(shlex.split(command)) == 0 and shard.read_bytes() == before
 
 
 def test_dataset_errors_and_config_validation(tmp_path, corpus_dir):

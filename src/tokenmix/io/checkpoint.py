@@ -64,10 +64,17 @@ def find_model_dir(path: str | Path) -> Path:
     for candidate in candidates:
         if (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
             return candidate
-    hint = ""
-    if (path / "pytorch_model.bin").exists() or (path / "flax_model.msgpack").exists():
-        hint = "; it looks like a Hugging Face folder: convert it with `tokenmix convert from-hf SRC DST`"
-    raise FileNotFoundError(f"no {CONFIG_NAME} in {path} (nor in a run subdirectory){hint}")
+    hugging_face = (path / "pytorch_model.bin").exists() or (path / "flax_model.msgpack").exists()
+    raise FileNotFoundError(f"no {CONFIG_NAME} in {path} (nor in a run subdirectory); {_model_folder_fix(path, hugging_face)}")
+
+
+def _model_folder_fix(path: Path, hugging_face: bool) -> str:
+    """What to do about a folder that holds no tokenmix model, in commands: convert a Hugging Face folder,
+    else name a folder that a tokenmix command wrote (or convert a checkpoint into one)."""
+    if hugging_face:
+        return f"it looks like a Hugging Face folder: convert it with `tokenmix convert from-hf {path} DST` and pass DST"
+    return ("give a folder written by `tokenmix pretrain`, `tokenmix finetune` or `tokenmix distill` (or its run folder), "
+            "or convert a checkpoint into one with `tokenmix convert from-hf` or `tokenmix convert from-official`")
 
 
 def read_config(directory: Path) -> ModelConfig:
@@ -76,8 +83,8 @@ def read_config(directory: Path) -> ModelConfig:
     except json.JSONDecodeError as err:
         raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON ({err}); re-save the model") from None
     if data.pop("format", None) != "tokenmix":
-        hint = " (a Hugging Face config: use `tokenmix convert from-hf`)" if "model_type" in data else ""
-        raise ValueError(f"{directory / CONFIG_NAME} is not a tokenmix config{hint}")
+        raise ValueError(f"{directory / CONFIG_NAME} is not a tokenmix config; "
+                         f"{_model_folder_fix(directory, 'model_type' in data)}")
     data.pop("tokenmix_version", None)
     config = ModelConfig.from_dict(data)
     if config.variant not in list_models():  # another tokenmix's variant, or an edited file: not this model
@@ -93,7 +100,8 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt headers/data
         raise ValueError(f"{path} is not a readable safetensors file ({err}); it is corrupt, truncated or "
-                         f"foreign: re-save it with save_pretrained or re-convert it") from None
+                         f"foreign: write it again with the command that made it (`tokenmix pretrain`, `finetune`, "
+                         f"`distill` or `convert`)") from None
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, required: str = "") -> None:

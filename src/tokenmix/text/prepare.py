@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from functools import partial
@@ -45,6 +46,18 @@ from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
 FORMAT = "tokenmix-pretraining-shards/1"
 SPLITS = ("train", "heldout")
 KINDS = ("tokens", "lines", "docs")
+
+
+def prepare_command(out: str | Path, meta: dict[str, Any] | None = None) -> str:
+    """The ``tokenmix data prepare`` command an error about prepared data points the user at: with a
+    folder's ``meta.json``, the very command that made it (its absolute inputs, tokenizer and settings), which
+    rewrites lost shards; without, the command's shape."""
+    if meta is None:
+        return f"`tokenmix data prepare --input FILE[,FILE...] --tokenizer DIR --out {shlex.quote(str(out))}`"
+    settings = meta["fingerprint"]["settings"]
+    args = ["--input", ",".join(i["path"] for i in meta["fingerprint"]["inputs"]), "--tokenizer", meta["config"]["tokenizer"],
+            "--out", str(out), *(f"--{k.replace('_', '-')}={v}" for k, v in settings.items())]
+    return f"`tokenmix data prepare {shlex.join(args)}`"
 
 
 class _ShardWriter:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tokenmix.text.pairs import truncate_pair
-from tokenmix.text.prepare import FORMAT, KINDS, SPLITS
+from tokenmix.text.prepare import FORMAT, KINDS, SPLITS, prepare_command
 from tokenmix.train.configs import PretrainingDataConfig
 
 SPLIT_IDS = {split: i for i, split in enumerate(SPLITS)}
@@ -44,24 +44,27 @@ class PretrainingDataset:
         self.directory = directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: {directory} is not a finished data preparation; run "
-                                    "prepare_data (tokenmix.text.prepare) into it first")
+            raise FileNotFoundError(f"{meta_path} not found: {directory} is not a finished data preparation; prepare "
+                                    f"it first with {prepare_command(directory)}")
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} has format {self.meta.get('format')!r}, expected {FORMAT!r}; prepare the data again")
+            raise ValueError(f"{meta_path} has format {self.meta.get('format')!r}, expected {FORMAT!r}; prepare the data "
+                             f"again into a new folder with {prepare_command('NEW_DIR')}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         self.split, self.directory = split, directory
         info = self.meta["splits"][split]
         if info["documents"] == 0:
-            raise ValueError(f"{directory} has no {split} documents; prepare it again from more text"
-                             + (" or with --heldout-fraction > 0" if split == "heldout" else ""))
+            more = "more text" + (" or with --heldout-fraction > 0" if split == "heldout" else "")
+            raise ValueError(f"{directory} has no {split} documents; prepare it again into a new folder from {more}: "
+                             f"{prepare_command('NEW_DIR')}")
         shards = []
         for i in range(info["shards"]):
             paths = [directory / split / f"shard_{i:05d}.{kind}.npy" for kind in KINDS]
             missing = [str(p) for p in paths if not p.is_file()]
             if missing:
-                raise FileNotFoundError(f"shard file {missing[0]} is missing; rerun prepare_data to restore it")
+                raise FileNotFoundError(f"shard file {missing[0]} is missing; restore it with "
+                                        f"{prepare_command(directory, self.meta)}")
             shards.append([np.load(p, mmap_mode="r").view(np.ndarray) for p in paths])  # plain views: faster indexing
         self.tokens, self.lines, self.docs = (list(column) for column in zip(*shards))
         self.token_starts = np.cumsum([0] + [len(t) for t in self.tokens])
@@ -69,7 +72,8 @@ class PretrainingDataset:
         self.num_lines = sum(len(lines) - 1 for lines in self.lines)
         self.num_documents = sum(len(docs) - 1 for docs in self.docs)
         if (self.num_tokens, self.num_lines, self.num_documents) != (info["tokens"], info["lines"], info["documents"]):
-            raise ValueError(f"the {split} shards of {directory} do not match its meta.json; prepare the data again")
+            raise ValueError(f"the {split} shards of {directory} do not match its meta.json; prepare the data "
+                             f"again into a new folder with {prepare_command('NEW_DIR')}")
         self.vocab_size = int(self.meta["vocab_size"])
         ids = self.meta["special_ids"]
         self.pad_id, self.cls_id, self.sep_id, self.mask_id = (int(ids[k]) for k in ("pad", "cls", "sep", "mask"))
