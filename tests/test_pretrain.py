@@ -205,6 +205,36 @@ def test_cli_errors_are_one_line(corpus, tmp_path):
     assert err.count("\n") == 1 and "already holds a finished run" in err
 
 
+def _notes(tmp_path: Path) -> Path:
+    """A folder holding a file no run wrote."""
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "todo.txt").write_text("x")
+    return out
+
+
+def test_a_folder_of_other_files_is_refused_before_the_data_is_read(tmp_path):
+    """As finetune: --out holding files no run wrote is refused unless --overwrite, before --data is opened
+    (here it was never prepared); a run's own lock and settings (a run that stopped in its set-up) do not count."""
+    out, unprepared = _notes(tmp_path), tmp_path / "unprepared"
+    with pytest.raises(ValueError, match=r"--out .*notes already holds other files \(todo.txt\); choose another folder, "
+                                         r"or pass --overwrite to write there anyway"):
+        run_pretraining(config(unprepared, out))
+    with pytest.raises(FileNotFoundError, match="meta.json not found"):  # past the folder: the data is read
+        run_pretraining(config(unprepared, out, overwrite=True))
+    (out / "todo.txt").unlink()
+    (out / "train_config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="meta.json not found"):
+        run_pretraining(config(unprepared, out))
+    assert sorted(p.name for p in out.iterdir()) == ["train_config.json"]  # the lock released
+
+
+def test_under_torchrun_rank_0_decides_and_every_rank_reports_it(tmp_path):
+    two = torchrun_two_processes(tiny_args(tmp_path / "unprepared", _notes(tmp_path), "--device", "cpu"))
+    assert two.returncode != 0 and "timed out" not in two.stderr
+    assert worker_errors(two.stderr).count("already holds other files (todo.txt)") == 2, worker_errors(two.stderr)
+
+
 def test_moe_auxiliary_losses_are_added_and_logged(corpus, tmp_path):
     run = tmp_path / "run"
     summary = run_pretraining(config(corpus, run, model="sparse_mixer", max_steps=3, eval_every=100))

@@ -62,7 +62,8 @@ class PretrainConfig(PretrainingDataConfig):
     model: str = option("fnet", "registered model name (see `tokenmix models`)")
     preset: str = option("mini", "size preset")
     data: str = option("", "directory written by `tokenmix data prepare`")
-    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json)", output="run")
+    out: str = option("", "run directory (checkpoints, metrics.jsonl, summary.json); a folder holding other files is "
+                          "refused unless --overwrite", output="run")
     override: tuple[str, ...] = option((), "model config overrides, e.g. dropout=0.0,fourier_impl=matmul")
     batch_size: int = option(32, "examples per process per micro-step")
     grad_accum: int = option(1, "micro-steps accumulated per optimizer step")
@@ -85,7 +86,7 @@ class PretrainConfig(PretrainingDataConfig):
     save_every: int = option(1000, "checkpoint every N steps")
     keep_checkpoints: int = option(3, "keep the newest K checkpoints")
     resume: bool = option(False, "continue from the newest checkpoint in --out")
-    overwrite: bool = option(False, "delete an existing run in --out and start over")
+    overwrite: bool = option(False, "delete an existing run in --out and start over (other files there are kept)")
     fsdp: bool = option(False, "shard the model with FSDP under torchrun instead of DDP")
     teacher: str = option("", "distil from this pretrained model (a pretraining run or model folder with the MLM head, "
                               "same tokenizer): the MLM loss becomes α·KL(teacher ‖ student)·T² + (1−α)·cross-entropy "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -52,6 +52,21 @@ class DistributedContext:
         stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.device).reshape(())
                                for v in values.values()])
         return dict(zip(values, self.all_reduce_sum(stacked).tolist()))
+
+    def decided_by_main(self, decide: Callable[[], object]) -> None:
+        """Run ``decide`` (a check of shared files, such as the run folder) on rank 0 alone and raise its error,
+        if any, on every rank: one decision, so that no rank goes on while another refuses, and every rank
+        reports the same line."""
+        error: list[Exception | None] = [None]
+        if self.is_main:
+            try:
+                decide()
+            except Exception as err:  # handed to every rank, then raised
+                error[0] = err
+        if self.enabled:
+            dist.broadcast_object_list(error, src=0)
+        if error[0] is not None:
+            raise error[0]
 
     @classmethod
     def single(cls, device: torch.device) -> DistributedContext:

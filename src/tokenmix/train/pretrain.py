@@ -37,7 +37,7 @@ from tokenmix.train.distributed import DistributedContext, init_distributed, shu
 from tokenmix.train.engine import Batch, Engine, TrainSettings
 from tokenmix.train.finetune import find_tokenizer
 from tokenmix.train.optim import warmup_budget_decay, warmup_linear_decay
-from tokenmix.train.state import finished_summary, prepare_run_dir
+from tokenmix.train.state import SUMMARY, claim_run_folder, finished_summary, prepare_run_dir
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "masked_positions")
 
@@ -160,8 +160,13 @@ def learning_rate_schedule(config: PretrainConfig) -> Callable[[int, float], flo
 def run_pretraining(config: PretrainConfig) -> dict[str, Any]:
     context = init_distributed(resolve_device(config.device))
     lock = FolderLock(config.out, enabled=context.is_main)
-    try:
+
+    def claim() -> None:  # before any rank reads data: the lock, then what --out already holds
         lock.acquire()
+        claim_run_folder(config.out, config.resume, config.overwrite, SUMMARY)
+
+    try:
+        context.decided_by_main(claim)  # rank 0 decides, every rank gets the verdict
         return _pretrain(config, context)  # returns with its model, optimizer and DDP wrapper freed...
     finally:
         lock.release()
@@ -223,7 +228,7 @@ def _pretrain(config: PretrainConfig, context: DistributedContext) -> dict[str, 
         "heldout": final, "config": asdict(config), "model_config": model_config.to_dict(),
     }
     if context.is_main:
-        write_json(run_dir / "summary.json", summary)
+        write_json(run_dir / SUMMARY, summary)
     # Every rank done with its collectives and files before any tears its process group down: a rank
     # that destroys it first closes connections its peer still uses (a gloo transport abort, or a
     # peer stuck in shutdown). Only on success: after an error the peer may never arrive.

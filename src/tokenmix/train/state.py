@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,13 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
-from tokenmix.io.files import file_sha256, write_json
+from tokenmix.io.files import LOCK_NAME, ensure_writable, file_sha256, write_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.text.prepare import recorded_path
 
 CHECKPOINTS = "checkpoints"
+RECORD = "train_config.json"  # a run's settings, written before its first step
+SUMMARY = "summary.json"  # a finished pretraining run's
 STATE_NAME = "training_state.pt"
 MANIFEST = "manifest.json"
 # Settings a resumed run may change: they decide where and how often things are written or how long it
@@ -181,7 +184,7 @@ class StopSignal:
 def refuse_changed_settings(run_dir: Path, record: dict[str, Any]) -> None:
     """Refuse to resume with settings that differ from the run's ``train_config.json`` where that would
     make the resumed run differ from an uninterrupted one; the error lists them as ``name: before -> now``."""
-    path = run_dir / "train_config.json"
+    path = run_dir / RECORD
     try:
         before = json.loads(path.read_text())
     except FileNotFoundError:
@@ -205,7 +208,7 @@ def refuse_changed_settings(run_dir: Path, record: dict[str, Any]) -> None:
                          f"continue it exactly; use its settings, or a new --out")
 
 
-def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: str = "summary.json") -> dict[str, Any] | None:
+def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: str = SUMMARY) -> dict[str, Any] | None:
     """With ``--resume`` (and the run's settings), the summary of a run that already finished: it is
     left untouched (not run, not rewritten), and a note says so."""
     path = run_dir / name
@@ -218,11 +221,32 @@ def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: 
     return summary
 
 
+def claim_run_folder(out: str | Path, resume: bool, overwrite: bool, finished: str,
+                     run_dirs: Callable[[Path], Iterable[Path]] = lambda out: (out,)) -> Path:
+    """Check ``--out`` before any data is read or model built: a file, or (without --resume or --overwrite)
+    a folder holding anything, is refused -- a started or ``finished`` run in one of ``run_dirs(out)``, or
+    files a tokenmix run did not write, which a run would mix its own with -- and so is an unwritable
+    folder. The lock and the settings of a run that stopped before its first step do not count."""
+    out = Path(out)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    taken = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, RECORD)) if out.is_dir() else []
+    if taken and not (resume or overwrite):
+        runs = [d for d in run_dirs(out) if (d / "metrics.jsonl").exists() or checkpoint_dirs(d)]
+        if not runs:
+            raise ValueError(f"--out {out} already holds other files ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); "
+                             f"choose another folder, or pass --overwrite to write there anyway")
+        state = "finished" if all((d / finished).is_file() for d in runs) else "started"
+        raise ValueError(f"{out} already holds a {state} run; pass --resume to continue it or --overwrite to start over, or "
+                         f"choose another --out")
+    return ensure_writable(out, directory=True, flag="--out")
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[str, Any], is_main: bool = True) -> Path:
     """Check ``run_dir`` against --resume/--overwrite (never silently reuse or wipe a run; a resumed
     run keeps every setting that decides its weights), then record the run's settings in
     ``train_config.json``. The caller holds the folder's :class:`~tokenmix.io.files.FolderLock`."""
-    finished = (run_dir / "summary.json").exists()
+    finished = (run_dir / SUMMARY).exists()
     saved = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
     started = saved or (run_dir / "metrics.jsonl").exists()  # a run that died before its first checkpoint too
     if resume and not saved:
@@ -238,9 +262,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[s
             raise ValueError(f"{run_dir} already holds a {state} run; pass --resume to continue it or --overwrite to start over")
         if is_main:
             shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-            for name in ("metrics.jsonl", "summary.json"):
+            for name in ("metrics.jsonl", SUMMARY):
                 (run_dir / name).unlink(missing_ok=True)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "train_config.json", record)
+        write_json(run_dir / RECORD, record)
     return run_dir

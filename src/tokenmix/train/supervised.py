@@ -24,13 +24,13 @@ from torch import nn
 
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.checkpoint import save_weights
-from tokenmix.io.files import LOCK_NAME, FolderLock, ensure_writable, write_json
+from tokenmix.io.files import FolderLock, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.train.configs import FitConfig
 from tokenmix.train.distributed import DistributedContext
 from tokenmix.train.engine import Batch, Engine, MeanLoss, TrainSettings
 from tokenmix.train.optim import warmup_linear_decay
-from tokenmix.train.state import checkpoint_dirs, prepare_run_dir
+from tokenmix.train.state import checkpoint_dirs, claim_run_folder, prepare_run_dir
 
 Batches = Callable[[int], Iterator[Batch]]
 Evaluate = Callable[[nn.Module], dict[str, float]]
@@ -103,23 +103,10 @@ def _fit(model: TokenMixPreTrainedModel, batches: Batches, steps_per_epoch: int,
 
 
 def claim_sweep_dir(out: str | Path, config: FitConfig) -> Path:
-    """Check ``--out`` before any data is read or model built: a file, or (without --resume or --overwrite)
-    a folder holding anything, is refused, so that a sweep over other learning rates neither trains its
-    first rates and is then refused at one that ran before, nor replaces an earlier ``best/`` and
-    ``metrics.json``; an unwritable folder is refused too."""
-    out = Path(out)
-    if out.is_file():
-        raise ValueError(f"--out {out} is a file; give a folder")
-    taken = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
-    if taken and not (config.resume or config.overwrite):
-        runs = [d for d in (out, *sorted(out.glob("lr_*"))) if (d / "metrics.jsonl").exists() or checkpoint_dirs(d)]
-        if not runs:
-            raise ValueError(f"--out {out} already holds other files ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); "
-                             f"choose another folder, or pass --overwrite to write there anyway")
-        state = "finished" if all((d / FINISHED).is_file() for d in runs) else "started"
-        raise ValueError(f"{out} already holds a {state} run; pass --resume to continue it or --overwrite to start over, or "
-                         f"choose another --out")
-    return ensure_writable(out, directory=True, flag="--out")
+    """:func:`~tokenmix.train.state.claim_run_folder` for a sweep (its runs in ``lr_*``), so that a sweep over
+    other learning rates neither trains its first rates and is then refused at one that ran before, nor
+    replaces an earlier ``best/`` and ``metrics.json``."""
+    return claim_run_folder(out, config.resume, config.overwrite, FINISHED, lambda d: (d, *sorted(d.glob("lr_*"))))
 
 
 def fit_sweep(make_model: Callable[[], TokenMixPreTrainedModel], batches: Batches, steps_per_epoch: int, evaluate: Evaluate,
