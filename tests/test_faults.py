@@ -90,6 +90,8 @@ OUT_OF_RANGE = [  # (command, argv): refused by the parser, before any work
     ("pretrain", ["pretrain", "--keep-checkpoints", "-1"]),
     ("pretrain", ["pretrain", "--learning-rate", "nan"]),
     ("pretrain", ["pretrain", "--mlm-probability", "0"]),
+    ("pretrain", ["pretrain", "--max-steps", "0"]),  # 0 means "use --epochs" in finetune; pretrain has no epochs
+    ("demo", ["demo", "--train-size", "0"]),  # 0 means "the published size" in lra run, nothing in the demo
     ("finetune", ["finetune", "--warmup-ratio", "1.5"]),
     ("finetune", ["finetune", "--lr", "1e-4,-1"]),
     ("finetune", ["finetune", "--lr", "-1e-3"]),  # exponent form: argparse took it for a flag ("expected one argument")

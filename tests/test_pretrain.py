@@ -205,6 +205,14 @@ def test_cli_errors_are_one_line(corpus, tmp_path):
     assert err.count("\n") == 1 and "already holds a finished run" in err
 
 
+def test_eval_every_0_evaluates_only_at_the_end(corpus, tmp_path):
+    """No epochs to fall back on (finetune's 0): 0 means no evaluation on a schedule, only the final one."""
+    run_pretraining(config(corpus, tmp_path / "run", max_steps=3, eval_every=0))
+    assert [r["step"] for r in records(tmp_path / "run", "heldout")] == [3]
+    with pytest.raises(ValueError, match="^--max-steps must be >= 1, got 0$"):  # the command line's words (exit 2 there)
+        config(corpus, tmp_path / "run", max_steps=0)
+
+
 def _notes(tmp_path: Path) -> Path:
     """A folder holding a file no run wrote."""
     out = tmp_path / "notes"

@@ -3,7 +3,8 @@ dataclass, and the command line makes one flag per field (:mod:`tokenmix.cli`), 
 Python API cannot drift apart. Torch-free, like every config module.
 
 :data:`RANGES` is the one table of the values every numeric setting accepts, keyed by field name (a name
-means the same thing in every command): the command line checks each number against it as it parses,
+means the same thing in every command; where one command accepts less, e.g. no 0 for "use --epochs" in
+pretraining, its field says so with ``range=``): the command line checks each number against it as it parses,
 so that ``--batch-size 0`` or ``--max-time -5`` is refused before any work starts, and every command's
 config calls :func:`check_ranges` in ``__post_init__``, so that the Python API refuses the same values
 with the same words. A config may check more (e.g. ``max_seq_len`` against the model) after it.
@@ -26,7 +27,9 @@ OVERWRITE_HELP = "replace existing output files (refused otherwise)"  # of every
 
 def option(default: Any, help_text: str, **metadata: Any) -> Any:
     """A config dataclass field with its ``--help`` text (the CLI builds one flag per field);
-    ``positional=True`` makes it a positional argument, ``output=`` one of :data:`OUTPUT_KINDS` an output."""
+    ``positional=True`` makes it a positional argument, ``output=`` one of :data:`OUTPUT_KINDS` an output,
+    ``range=`` a :class:`Range` narrower than the name's entry in :data:`RANGES` (a value such as 0 that
+    means something in other commands but not in this one)."""
     if metadata.get("output", "run") not in OUTPUT_KINDS:
         raise ValueError(f"output={metadata['output']!r} is not one of {', '.join(OUTPUT_KINDS)}")
     return field(default=default, metadata={"help": help_text, **metadata})
@@ -81,10 +84,11 @@ RANGES: dict[str, Range] = {
 }
 
 
-def range_problem(name: str, value: float) -> str | None:
-    """Why ``value`` is not accepted for the field ``name`` (per :data:`RANGES`), or None: the one check
-    behind both the command line's parsing and :func:`check_ranges`."""
-    accepted = RANGES.get(name)
+def range_problem(name: str, value: float, narrowed: Range | None = None) -> str | None:
+    """Why ``value`` is not accepted for the field ``name`` (per :data:`RANGES`, or the field's own ``range=``
+    where one command accepts less, given as ``narrowed``), or None: the one check behind both the command
+    line's parsing and :func:`check_ranges`."""
+    accepted = narrowed or RANGES.get(name)
     return accepted.problem(value) if accepted is not None else None
 
 
@@ -95,6 +99,6 @@ def check_ranges(config: Any) -> None:
         value = getattr(config, f.name)
         for number in value if isinstance(value, tuple) else (value,):
             if isinstance(number, (int, float)) and not isinstance(number, bool):
-                problem = range_problem(f.name, number)
+                problem = range_problem(f.name, number, f.metadata.get("range"))
                 if problem:
                     raise ValueError(f"{flag(f.name)} {problem}")

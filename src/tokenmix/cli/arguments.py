@@ -15,7 +15,7 @@ from typing import Any
 from tokenmix.options import flag, range_problem
 
 
-def _number(kind: type, name: str) -> Callable[[str], Any]:
+def _number(kind: type, f: dataclasses.Field) -> Callable[[str], Any]:
     """``kind`` (int or float) that also refuses values outside the field's range."""
 
     def parse(text: str) -> Any:
@@ -23,7 +23,7 @@ def _number(kind: type, name: str) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        problem = range_problem(name, value)
+        problem = range_problem(f.name, value, f.metadata.get("range"))
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
@@ -44,8 +44,8 @@ def _comma_list(item_type: Callable[[str], Any], type_name: str) -> Callable[[st
     return parse
 
 
-def _parser_of(kind: type, name: str) -> Callable[[str], Any]:
-    return _number(kind, name) if kind in (int, float) else kind
+def _parser_of(kind: type, f: dataclasses.Field) -> Callable[[str], Any]:
+    return _number(kind, f) if kind in (int, float) else kind
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -61,18 +61,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if f.metadata.get("positional"):  # e.g. `tokenmix predict --model DIR "text a" "text b"`
             is_tuple = typing.get_origin(hint) is tuple
             parser.add_argument(f.name, nargs="*" if is_tuple else None, default=default,
-                                type=_parser_of(args[0] if is_tuple else hint, f.name), metavar=f.name.upper(),
+                                type=_parser_of(args[0] if is_tuple else hint, f), metavar=f.name.upper(),
                                 help=help_text)
             continue
         if hint is bool:
             parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         if typing.get_origin(hint) is tuple:
-            kind, metavar = _comma_list(_parser_of(args[0], f.name), args[0].__name__), "A,B,..."
+            kind, metavar = _comma_list(_parser_of(args[0], f), args[0].__name__), "A,B,..."
         elif typing.get_origin(hint) in (typing.Union, types.UnionType):
-            kind, metavar = _parser_of(next(a for a in args if a is not type(None)), f.name), None
+            kind, metavar = _parser_of(next(a for a in args if a is not type(None)), f), None
         else:
-            kind, metavar = _parser_of(hint, f.name), None
+            kind, metavar = _parser_of(hint, f), None
         parser.add_argument(flag(f.name), dest=f.name, type=kind, default=default, metavar=metavar, help=help_text)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.models.registry import get_variant
-from tokenmix.options import OVERWRITE_HELP, check_ranges, flag, option
+from tokenmix.options import AT_LEAST_ONE, OVERWRITE_HELP, check_ranges, option
 from tokenmix.precisions import PRECISION_HELP, check_precision
 from tokenmix.text.configs import parse_length_buckets
 
@@ -73,13 +73,14 @@ class PretrainConfig(PretrainingDataConfig):
                                      "budget (to 0 at --max-time seconds of training, as in Cramming)")
     decay_fraction: float = option(1.0, "share of the schedule spent decaying: 1 = from the end of the warm-up; 0.2 = "
                                         "hold the peak, then decay over the last fifth (warm-up-stable-decay)")
-    max_steps: int = option(1_000_000, "optimizer steps (official: 1M)")
+    max_steps: int = option(1_000_000, "optimizer steps (official: 1M)", range=AT_LEAST_ONE)  # no epochs to fall back on
     max_time: float | None = option(None, "stop after this many seconds of training (a checkpoint is saved)")
     weight_decay: float = option(0.01, "AdamW weight decay, on all parameters as officially")
     clip_grad_norm: float = option(1.0, "clip the global gradient norm (0 = off; the official code does not clip)")
     precision: str = option("auto", PRECISION_HELP)
     compile: bool = option(False, "torch.compile the model in place (Fourier mixing then runs as DFT matmuls)")
-    eval_every: int = option(1000, "evaluate on the held-out split every N steps")
+    eval_every: int = option(1000, "evaluate on the held-out split every N steps (0 = only at the end of the run: there "
+                                   "are no epochs; the final evaluation is always made)")
     eval_batches: int = option(20, "held-out batches of 32 fixed examples per evaluation (the same examples "
                                             "whatever --batch-size and the number of processes)")
     log_every: int = option(10, "append train metrics to metrics.jsonl every N steps")
@@ -103,9 +104,6 @@ class PretrainConfig(PretrainingDataConfig):
         if not self.out:
             raise ValueError("missing --out: the run directory")
         super().__post_init__()
-        for name in ("max_steps", "eval_every"):  # 0 means something else in the fine-tuning commands
-            if getattr(self, name) < 1:
-                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.schedule == "budget" and not self.max_time:
@@ -285,8 +283,10 @@ class DemoConfig:
     batch_size: int = option(16, "examples per training step")
     seconds: float = option(45.0, "wall-clock training budget per model, in seconds (the default demo takes ~2 minutes "
                                   "on a 2-core CPU)")
-    train_size: int = option(8000, "generated training examples (reshuffled each epoch)")
-    eval_size: int = option(400, "held-out examples scored after training (disjoint from the training set)")
+    # 0 means "the published size" in the LRA commands, nothing here
+    train_size: int = option(8000, "generated training examples (reshuffled each epoch)", range=AT_LEAST_ONE)
+    eval_size: int = option(400, "held-out examples scored after training (disjoint from the training set)",
+                            range=AT_LEAST_ONE)
     learning_rate: float = option(5e-4, "peak AdamW learning rate, reached by a linear warm-up over the first tenth of "
                                         "the budget")
     max_depth: int = option(1, "ListOps nesting depth (1 = a flat list like [MAX 2 9 0 ])")
@@ -303,6 +303,3 @@ class DemoConfig:
         check_precision(self.precision)
         if not self.models:
             raise ValueError("models is empty; name at least one model (see `tokenmix models`)")
-        for name in ("train_size", "eval_size"):  # 0 means "the published size" in the LRA commands
-            if getattr(self, name) < 1:
-                raise ValueError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
