@@ -49,7 +49,7 @@ run() {  # TASK LENGTH BATCH MODEL NAME [flags of lra run]
     --batch-size "$batch" --max-len "$length" \
     --max-steps "$steps" --eval-every $(( steps / 8 > 0 ? steps / 8 : 1 )) --max-time "$BUDGET" --out "$out" \
     "${extra[@]}" "$@"
-  mkdir -p "results/lra/$name" && cp "$out/summary.json" "results/lra/$name/summary.json"
+  mkdir -p "results/lra/$name" && cp "$out/summary.json" "$out/metrics.jsonl" "results/lra/$name/"
 }
 
 parts=("$@")
