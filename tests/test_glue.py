@@ -13,8 +13,15 @@ import pytest
 import torch
 
 from tokenmix.benchmarks.examples import Example
-from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS, TASKS, column_title, get_glue_task, read_glue_dataset, read_split
-from tokenmix.benchmarks.glue_metrics import compute, glue_average
+from tokenmix.benchmarks.glue import (
+    GLUE_TABLE_COLUMNS,
+    TASKS,
+    column_title,
+    get_glue_task,
+    read_glue_dataset,
+    read_split,
+)
+from tokenmix.benchmarks.glue_metrics import compute, constant_baseline, glue_average
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.cli.main import main
 from tokenmix.models.mixing.registry import is_length_dependent
@@ -91,6 +98,24 @@ def test_reader_errors_name_the_problem(tmp_path):
     (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
     with pytest.raises(ValueError, match=r"dev.tsv:2: label 'maybe' is not a rte label \(valid: entailment, not_entailment\)"):
         read_split(tmp_path, "rte", "dev")
+
+
+def test_the_input_ignored_baseline_is_the_majority_class_scored_by_the_task_metric(tmp_path):
+    def write(folder: str, header: str, rows: list[str]) -> None:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "dev.tsv").write_text("".join(f"{line}\n" for line in [header, *rows]) if header else
+                                                    "".join(f"{line}\n" for line in rows))
+
+    write("SST-2", "sentence\tlabel", ["good\t1", "fine\t1", "great\t1", "bad\t0"])
+    write("MRPC", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", ["1\t1\t2\ta\tb", "1\t3\t4\tc\td", "0\t5\t6\te\tf"])
+    write("CoLA", "", ["gj04\t0\t*\tBarked dog.", "gj04\t0\t*\tDog the.", "gj04\t1\t\tThe dog barked."])
+    assert constant_baseline(tmp_path, "sst2") == pytest.approx(75.0)  # always 'positive'
+    assert constant_baseline(tmp_path, "mrpc") == pytest.approx(80.0)  # F1 of all-positive: precision 2/3, recall 1
+    assert constant_baseline(tmp_path, "cola") == 0.0  # MCC of a constant answer
+    assert constant_baseline(FIXTURES, "stsb") == 0.0  # a constant score has no correlation
+    assert 0.0 < constant_baseline(FIXTURES, "mnli-mm") <= 100.0
+    with pytest.raises(FileNotFoundError):
+        constant_baseline(tmp_path, "rte")
 
 
 def test_one_table_of_folder_names_heads_every_glue_table():

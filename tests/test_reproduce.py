@@ -13,7 +13,7 @@ from tokenmix.io.files import write_json
 from tokenmix.models.config import parse_overrides
 from tokenmix.reproduce import study
 from tokenmix.reproduce.configs import ReproduceConfig, parse_budget
-from tokenmix.reproduce.writeup import _glue, _targets, load_glue, ratio_interval
+from tokenmix.reproduce.writeup import _glue, _targets, constant_baselines, glue_columns, load_glue, ratio_interval
 from tokenmix.train.configs import PretrainConfig
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
@@ -123,7 +123,14 @@ def test_glue_over_seeds_is_mean_and_sd_and_the_targets_say_what_is_reproduced(t
     table = "\n".join(_glue(tmp_path, ["bert", "fnet"], glue))
     assert "mean ± sd over 3 seeds" in table and "| 85.0 ± 1.0 |" in table and "| 0.90 (0.84–0.96) |" in table
     assert "the same wall-clock share per task" in table
-    fixed = "\n".join(_glue(tmp_path, ["bert"], {"bert": {**bert, "seeds": 1, "averages": [74.5]}}, time_shared=False))
+    floor = constant_baselines(Path(__file__).parent / "fixtures" / "glue", glue_columns(["bert"], glue))
+    fixed = "\n".join(_glue(tmp_path, ["bert"], {"bert": {**bert, "seeds": 1, "averages": [74.5]}}, time_shared=False,
+                             floor=floor))
+    row = next(line for line in fixed.splitlines() if line.startswith("| input ignored"))
+    assert row.split(" | ")[1:5] == ["-", "50.0", "66.7", "58.3"] and "always answering the majority class" in fixed
+    assert constant_baselines(tmp_path / "no-data", ["sst2"]) == {}
+    against_floor = "\n".join(_targets({}, glue, floor={"sst2": 50.0, "qnli": 50.0}))
+    assert "Above the input-ignored average of 50.0, FNet gains 17.0 points to BERT's 24.5: 70% of its gain." in against_floor
     assert "the same recipe (the scale's epochs" in fixed and "| 85.0 |" in fixed and "±" not in fixed.split("Average")[0]
 
 

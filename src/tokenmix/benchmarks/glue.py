@@ -217,3 +217,7 @@ def read_glue_dataset(dataset: Any, task: GlueTask | str, split: str = "validati
 def label_name(task: GlueTask, value: int | float) -> str:
     """A prediction as written in GLUE files and submissions (``entailment``, ``1``, ``3.250``)."""
     return f"{float(value):.3f}" if task.labels is None else task.labels[int(value)]
+
+
+# The dev split behind each results column (MNLI has two).
+COLUMN_SPLITS = {"mnli-m": ("mnli", "dev_matched"), "mnli-mm": ("mnli", "dev_mismatched")}

@@ -8,11 +8,16 @@ percentage; :func:`glue_average` follows the paper's averaging convention.
 from __future__ import annotations
 
 import math
+import statistics
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from tokenmix.benchmarks.glue import COLUMN_SPLITS, get_glue_task, read_split
 
 METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
 
@@ -48,3 +53,14 @@ def glue_average(scores: dict[str, float]) -> float:
     if not kept:
         raise ValueError("no task scores to average")
     return sum(kept) / len(kept)
+
+
+def constant_baseline(data_dir: str | Path, column: str) -> float:
+    """The column's score on its dev split of a model that ignores its input: the majority class (its
+    mean for STS-B, whose correlations are then 0), e.g. MRPC F1 81.2 and CoLA MCC 0. A fine-tuned score
+    near it says the model learnt nothing from the text."""
+    name, split = COLUMN_SPLITS.get(column, (column, "dev"))
+    task = get_glue_task(name)
+    labels = [float(e.label) for e in read_split(data_dir, task, split).examples if e.label is not None]
+    guess = statistics.fmean(labels) if task.is_regression else Counter(labels).most_common(1)[0][0]
+    return compute([task.score], [guess] * len(labels), labels)[task.score]

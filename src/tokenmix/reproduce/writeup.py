@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
+from tokenmix.benchmarks.glue_metrics import constant_baseline, glue_average
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
@@ -205,12 +206,35 @@ def _average_ratio(g: dict[str, Any], bert: dict[str, Any] | None) -> str:
     return _ratio(g["average"], bert["average"]) + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
 
 
-def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool = True) -> list[str]:
-    """Table 2's layout; ``time_shared``: the scale gives every model the same wall-clock share per task
-    (otherwise every model runs the scale's fixed fine-tuning recipe)."""
-    columns = [c for c in GLUE_TABLE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
-    bert = glue.get("bert")
-    rows = []
+def glue_columns(models: list[str], glue: dict[str, Any]) -> list[str]:
+    """The Table 2 columns any of ``models`` has a score in, in the paper's order."""
+    return [c for c in GLUE_TABLE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
+
+
+def constant_baselines(data_dir: Path, columns: list[str]) -> dict[str, float]:
+    """Each column's score for a model that ignores its input (majority class; see ``constant_baseline``),
+    the floor a fine-tuned score is read against; the columns whose data is absent are left out (a report
+    rewritten where the GLUE data is not)."""
+    scores = {}
+    for column in columns:
+        try:
+            scores[column] = constant_baseline(data_dir, column)
+        except FileNotFoundError:
+            continue
+    return scores
+
+
+def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool = True,
+          floor: dict[str, float] | None = None) -> list[str]:
+    """Table 2's layout, with the input-ignored row from ``floor`` (see ``constant_baselines``);
+    ``time_shared``: the scale gives every model the same wall-clock share per task (otherwise every model
+    runs the scale's fixed fine-tuning recipe)."""
+    columns, bert, floor = glue_columns(models, glue), glue.get("bert"), floor or {}
+    rows: list[list[Any]] = []
+    if floor:
+        average = f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"
+        rows.append(["input ignored (majority class)", "-", *(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
+                     average, "", "", ""])
     for m in models:
         if not glue.get(m):
             continue
@@ -227,10 +251,12 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool 
     budget = ("Every model gets the same wall-clock share per task (up to the scale's epochs); 'steps per task' shows "
               "how far each got in it." if time_shared else "Every model fine-tunes with the same recipe (the scale's "
               "epochs, learning rate and batch size); 'steps per task' is the mean over tasks and seeds.")
+    floor_note = (" 'input ignored': the score of always answering the majority class (the mean for STS-B) on each whole "
+                  "dev split (a task trained on part of its dev split, as QNLI here, is scored on the rest)." if floor else "")
     return [f"## GLUE dev (like Table 2){spread and f': mean ± sd over {seeds} seeds'}", "",
             render_table(["model", "steps per task", *(GLUE_TABLE_COLUMNS[c] for c in columns), "avg", "avg / BERT",
                           "paper avg (Base)", "paper / BERT"], rows, markdown=True), "",
-            f"Average: {convention}. {budget}{spread}",
+            f"Average: {convention}. {budget}{spread}{floor_note}",
             "Test-set predictions in the GLUE server's format: `glue/MODEL/seed_*/submission/`.", ""]
 
 
@@ -335,7 +361,7 @@ def steps_to_reach(curve: list[dict[str, Any]], target: float) -> str:
 
 
 def _targets(runs: dict[str, Any], glue: dict[str, Any], at_step: tuple[int, dict[str, dict]] = (0, {}),
-             curves: dict[str, list[dict[str, Any]]] | None = None) -> list[str]:
+             curves: dict[str, list[dict[str, Any]]] | None = None, floor: dict[str, float] | None = None) -> list[str]:
     """Issue 21's targets for a mini-size study, each with its value (GLUE: mean ± sd over the seeds); a
     missed MLM-accuracy target says what its learning curve (``curves``: held-out evaluations) suggests it would take."""
     lines = ["## Targets at this scale", ""]
@@ -355,11 +381,11 @@ def _targets(runs: dict[str, Any], glue: dict[str, Any], at_step: tuple[int, dic
         return _score(g["scores"][task], g["sd"][task], g.get("seeds", 1))
 
     bert = glue.get("bert")
-    for task, floor in (("sst2", 82.0), ("qnli", 65.0)):
+    for task, minimum in (("sst2", 82.0), ("qnli", 65.0)):
         if bert and task in bert["scores"]:
-            lines.append(f"- bert {task.upper()} ≥ {floor:g}: {score('bert', task)} ({_verdict(bert['scores'][task] >= floor)}).")
+            lines.append(f"- bert {task.upper()} ≥ {minimum:g}: {score('bert', task)} ({_verdict(bert['scores'][task] >= minimum)}).")
     if bert and "fnet" in glue:
-        lines.append(_share_target(glue["fnet"], bert, 0.85))
+        lines.append(_share_target(glue["fnet"], bert, 0.85, floor or {}))
     if "ff_only" in glue and "sst2" in glue["ff_only"]["scores"]:
         accuracy = glue["ff_only"]["scores"]["sst2"]
         lines.append(f"- ff_only at chance on SST-2 (its [CLS] never sees another token; 50.9 = majority class): "
@@ -367,18 +393,25 @@ def _targets(runs: dict[str, Any], glue: dict[str, Any], at_step: tuple[int, dic
     return [*lines, ""] if len(lines) > 2 else []
 
 
-def _share_target(fnet: dict[str, Any], bert: dict[str, Any], floor: float) -> str:
-    """FNet's GLUE average as a share of BERT's against ``floor``, with whether its 95% interval settles it."""
+def _share_target(fnet: dict[str, Any], bert: dict[str, Any], target: float, floor: dict[str, float]) -> str:
+    """FNet's GLUE average as a share of BERT's against ``target``, with whether its 95% interval settles it,
+    and, given the input-ignored ``floor`` of the same tasks, the share of BERT's gain over that floor (a
+    share of the averages alone flatters a model that stays at the floor on tasks where BERT does too)."""
     share = fnet["average"] / bert["average"]
     interval = ratio_interval(fnet.get("averages", []), bert.get("averages", []))
     if interval is None:
         spread = "one seed on a side, so no interval"
     else:
         low, high = interval
-        settled = low >= floor if share >= floor else high < floor
+        settled = low >= target if share >= target else high < target
         spread = (f"95% interval {100 * low:.0f}–{100 * high:.0f}% over {fnet['seeds']} and {bert['seeds']} seeds, which "
-                  + ("settles it" if settled else f"reaches across {100 * floor:.0f}%, so these seeds do not settle it"))
-    return f"- fnet GLUE average ≥ {100 * floor:.0f}% of bert's: {100 * share:.0f}% ({spread}; {_verdict(share >= floor)})."
+                  + ("settles it" if settled else f"reaches across {100 * target:.0f}%, so these seeds do not settle it"))
+    line = f"- fnet GLUE average ≥ {100 * target:.0f}% of bert's: {100 * share:.0f}% ({spread}; {_verdict(share >= target)})."
+    if floor and set(floor) == set(fnet["scores"]) == set(bert["scores"]) and bert["average"] > glue_average(floor):
+        base = glue_average(floor)
+        line += (f" Above the input-ignored average of {base:.1f}, FNet gains {fnet['average'] - base:.1f} points to BERT's "
+                 f"{bert['average'] - base:.1f}: {100 * (fnet['average'] - base) / (bert['average'] - base):.0f}% of its gain.")
+    return line
 
 
 def paper_order() -> list[str]:
@@ -393,6 +426,7 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
     curves = {m: heldout_curve(out, m) for m in models}  # read once: plot, tables and targets
     at_step = equal_steps({m: curves[m] for m in done})
     glue = {m: load_glue(out, m) for m in models}
+    floor = constant_baselines(Path(config.data) / "glue", glue_columns(models, glue))
     bench = _load(out / "bench" / "speed.json") or []
     bench = bench["results"] if isinstance(bench, dict) else bench
     lines = ["# Reproduction study", "",
@@ -412,7 +446,7 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
                   "![held-out MLM accuracy against steps and against training time](learning_curves.png)", "",
                   *_leads(curves)]
     if any(glue.values()):
-        lines += _glue(out, models, glue, time_shared="pretrain_seconds" not in SCALES[config.scale])
+        lines += _glue(out, models, glue, time_shared="pretrain_seconds" not in SCALES[config.scale], floor=floor)
     step_ms: dict[str, float] = {}
     if bench:
         speed_lines, step_ms = _speed(models, bench)
@@ -425,5 +459,5 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
         on_front = {p.model: front for p, front in zip(points, pareto_front(points))}
         lines += ["## Speed-accuracy (like Figure 2)", "", "![GLUE average against pretraining ms per step](pareto.png)", ""]
     lines += _claims(done, {m: g for m, g in glue.items() if g}, step_ms, on_front)
-    lines += _targets(done, {m: g for m, g in glue.items() if g}, at_step, curves)
+    lines += _targets(done, {m: g for m, g in glue.items() if g}, at_step, curves, floor)
     return atomic_write(out / "REPORT.md", lambda tmp: Path(tmp).write_text("\n".join(lines), encoding="utf-8"))
