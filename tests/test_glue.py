@@ -21,7 +21,7 @@ from tokenmix.benchmarks.glue import (
     read_glue_dataset,
     read_split,
 )
-from tokenmix.benchmarks.glue_metrics import compute, constant_baseline, glue_average
+from tokenmix.benchmarks.glue_metrics import compute, constant_baseline, constant_baselines, glue_average
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.cli.main import main
 from tokenmix.models.mixing.registry import is_length_dependent
@@ -258,6 +258,10 @@ def test_glue_command_writes_table_submissions_and_resumes(tmp_path, tokenizer_d
     assert result["average"] == pytest.approx(sum(result["scores"].values()) / 4)
     assert "trained on 2 examples (50%) of dev" in result["tasks"]["qnli"]["protocol"]
     assert "| model | MNLI-m | MNLI-mm | QNLI | STS-B | avg |" in (out / "glue.md").read_text()
+    floor = constant_baselines(FIXTURES, ["mnli-m", "mnli-mm", "qnli", "stsb"])
+    assert result["input_ignored"] == floor and floor["stsb"] == 0.0
+    assert (f"| input ignored (majority class) | {floor['mnli-m']:.1f} | {floor['mnli-mm']:.1f} | {floor['qnli']:.1f} | 0.0 |"
+            in (out / "glue.md").read_text())
     assert sorted(p.name for p in (out / "submission").iterdir()) == ["MNLI-m.tsv", "QNLI.tsv", "STS-B.tsv"]
     assert (out / "submission" / "QNLI.tsv").read_text().splitlines()[1].split("\t")[1] in TASKS["qnli"].labels
     _agree(out / "stsb", "stsb", "dev")

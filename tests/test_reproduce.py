@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tokenmix.benchmarks.glue_metrics import constant_baselines
 from tokenmix.cli.main import main
 from tokenmix.io.files import write_json
 from tokenmix.models.config import parse_overrides
 from tokenmix.reproduce import study
 from tokenmix.reproduce.configs import ReproduceConfig, parse_budget
-from tokenmix.reproduce.writeup import _glue, _targets, constant_baselines, glue_columns, load_glue, ratio_interval
+from tokenmix.reproduce.writeup import _glue, _targets, glue_columns, load_glue, ratio_interval
 from tokenmix.train.configs import PretrainConfig
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"

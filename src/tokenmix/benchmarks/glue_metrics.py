@@ -64,3 +64,15 @@ def constant_baseline(data_dir: str | Path, column: str) -> float:
     labels = [float(e.label) for e in read_split(data_dir, task, split).examples if e.label is not None]
     guess = statistics.fmean(labels) if task.is_regression else Counter(labels).most_common(1)[0][0]
     return compute([task.score], [guess] * len(labels), labels)[task.score]
+
+
+def constant_baselines(data_dir: str | Path, columns: list[str]) -> dict[str, float]:
+    """:func:`constant_baseline` of each column whose dev split is in ``data_dir``: the floor a fine-tuned
+    score is read against (columns without data are left out)."""
+    scores = {}
+    for column in columns:
+        try:
+            scores[column] = constant_baseline(data_dir, column)
+        except FileNotFoundError:
+            continue
+    return scores

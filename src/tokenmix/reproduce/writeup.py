@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
-from tokenmix.benchmarks.glue_metrics import constant_baseline, glue_average
+from tokenmix.benchmarks.glue_metrics import constant_baselines, glue_average
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
@@ -209,19 +209,6 @@ def _average_ratio(g: dict[str, Any], bert: dict[str, Any] | None) -> str:
 def glue_columns(models: list[str], glue: dict[str, Any]) -> list[str]:
     """The Table 2 columns any of ``models`` has a score in, in the paper's order."""
     return [c for c in GLUE_TABLE_COLUMNS if any(c in glue[m]["scores"] for m in models if glue.get(m))]
-
-
-def constant_baselines(data_dir: Path, columns: list[str]) -> dict[str, float]:
-    """Each column's score for a model that ignores its input (majority class; see ``constant_baseline``),
-    the floor a fine-tuned score is read against; the columns whose data is absent are left out (a report
-    rewritten where the GLUE data is not)."""
-    scores = {}
-    for column in columns:
-        try:
-            scores[column] = constant_baseline(data_dir, column)
-        except FileNotFoundError:
-            continue
-    return scores
 
 
 def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool = True,

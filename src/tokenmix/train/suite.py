@@ -18,7 +18,7 @@ from typing import Any
 from tokenmix.benchmarks import glue, superglue
 from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
-from tokenmix.benchmarks.glue_metrics import glue_average
+from tokenmix.benchmarks.glue_metrics import constant_baselines, glue_average
 from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.superglue_metrics import superglue_average
 from tokenmix.io.files import atomic_write, write_json
@@ -62,6 +62,10 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
     label = f"{result['model']} ({result['preset'] or result['init']})"
     rows: list[list[str | float | None]] = [[label, *(f"{result['scores'][c]:.1f}" for c in columns),
                                              f"{result['average']:.1f}"]]
+    floor = result.get("input_ignored") or {}
+    if floor:  # a score at the floor reads as one
+        rows.append(["input ignored (majority class)", *(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
+                     f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"])
     if result["kind"] == "glue":
         for name in dict.fromkeys(("bert-base", "fnet-base", f"{result['model']}-base")):
             if name in paper.GLUE:
@@ -70,6 +74,9 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
                                                 for c in columns), paper.GLUE_AVERAGE[name]])
     table = render_table(["model", *(names[c] for c in columns), "avg"], rows, markdown=True)
     notes = [f"Average: {result['average_convention']}."] + [f"{t}: {why}" for t, why in result["notes"].items()]
+    if floor:
+        notes.append("input ignored: the score of always answering the majority class (the mean for STS-B) on each "
+                     "whole dev split.")
     if result["kind"] == "glue":
         notes.append("Paper rows: FNet paper Table 2 (Base models, full training sets); their averages cover all "
                      "nine columns, ours only the columns shown.")
@@ -110,8 +117,10 @@ def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
         results[name] = run_finetune(FinetuneConfig(**{**options, "out": str(task_out)}, task=name, benchmark=benchmark),
                                      submission_dir=submission if has_tests else None)
     scores = {col: value for name, m in results.items() for col, value in _columns(benchmark, name, m).items()}
+    floor: dict[str, float] = {}
     if benchmark == "glue":
         average, convention = glue_average(scores), glue.AVERAGE_CONVENTION
+        floor = constant_baselines(config.data_dir, list(scores))
 
     else:
         average = superglue_average(scores)
@@ -125,7 +134,7 @@ def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
                          "best_lr": m["best_lr"], "steps_per_s": m["steps_per_s"], "train_examples": m["train_examples"],
                          "protocol": m["protocol"] or "train on the train split, evaluate on dev"}
                   for name, m in results.items()},
-        "scores": scores, "average": average, "average_convention": convention,
+        "scores": scores, "input_ignored": floor, "average": average, "average_convention": convention,
         "notes": {name: m["protocol"] for name, m in results.items() if m["protocol"]}, "config": asdict(config),
     }
     if benchmark == "superglue" and "rte" in results:
