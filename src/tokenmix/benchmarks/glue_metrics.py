@@ -76,3 +76,15 @@ def constant_baselines(data_dir: str | Path, columns: list[str]) -> dict[str, fl
         except FileNotFoundError:
             continue
     return scores
+
+
+FLOOR_LABEL = "input ignored (majority class)"
+FLOOR_NOTE = ("'input ignored': the score of always answering the majority class (the mean for STS-B) on each whole "
+              "dev split.")
+
+
+def floor_cells(floor: dict[str, float], columns: list[str]) -> list[str]:
+    """The input-ignored row's cells for a results table: each column's :func:`constant_baseline` (``-``
+    where its data is absent) and their average when every column has one."""
+    return [*(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
+            f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"]

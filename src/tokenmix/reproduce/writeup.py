@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
-from tokenmix.benchmarks.glue_metrics import constant_baselines, glue_average
+from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_baselines, floor_cells, glue_average
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
@@ -219,9 +219,7 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool 
     columns, bert, floor = glue_columns(models, glue), glue.get("bert"), floor or {}
     rows: list[list[Any]] = []
     if floor:
-        average = f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"
-        rows.append(["input ignored (majority class)", "-", *(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
-                     average, "", "", ""])
+        rows.append([FLOOR_LABEL, "-", *floor_cells(floor, columns), "", "", ""])
     for m in models:
         if not glue.get(m):
             continue
@@ -238,8 +236,8 @@ def _glue(out: Path, models: list[str], glue: dict[str, Any], time_shared: bool 
     budget = ("Every model gets the same wall-clock share per task (up to the scale's epochs); 'steps per task' shows "
               "how far each got in it." if time_shared else "Every model fine-tunes with the same recipe (the scale's "
               "epochs, learning rate and batch size); 'steps per task' is the mean over tasks and seeds.")
-    floor_note = (" 'input ignored': the score of always answering the majority class (the mean for STS-B) on each whole "
-                  "dev split (a task trained on part of its dev split, as QNLI here, is scored on the rest)." if floor else "")
+    floor_note = (f" {FLOOR_NOTE[:-1]} (a task trained on part of its dev split, as QNLI here, is scored on the rest)."
+                  if floor else "")
     return [f"## GLUE dev (like Table 2){spread and f': mean ± sd over {seeds} seeds'}", "",
             render_table(["model", "steps per task", *(GLUE_TABLE_COLUMNS[c] for c in columns), "avg", "avg / BERT",
                           "paper avg (Base)", "paper / BERT"], rows, markdown=True), "",
@@ -394,8 +392,8 @@ def _share_target(fnet: dict[str, Any], bert: dict[str, Any], target: float, flo
         spread = (f"95% interval {100 * low:.0f}–{100 * high:.0f}% over {fnet['seeds']} and {bert['seeds']} seeds, which "
                   + ("settles it" if settled else f"reaches across {100 * target:.0f}%, so these seeds do not settle it"))
     line = f"- fnet GLUE average ≥ {100 * target:.0f}% of bert's: {100 * share:.0f}% ({spread}; {_verdict(share >= target)})."
-    if floor and set(floor) == set(fnet["scores"]) == set(bert["scores"]) and bert["average"] > glue_average(floor):
-        base = glue_average(floor)
+    base = glue_average(floor) if floor and set(floor) == set(fnet["scores"]) == set(bert["scores"]) else None
+    if base is not None and bert["average"] > base:
         line += (f" Above the input-ignored average of {base:.1f}, FNet gains {fnet['average'] - base:.1f} points to BERT's "
                  f"{bert['average'] - base:.1f}: {100 * (fnet['average'] - base) / (bert['average'] - base):.0f}% of its gain.")
     return line

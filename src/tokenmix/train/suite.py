@@ -18,7 +18,7 @@ from typing import Any
 from tokenmix.benchmarks import glue, superglue
 from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
-from tokenmix.benchmarks.glue_metrics import constant_baselines, glue_average
+from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_baselines, floor_cells, glue_average
 from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.superglue_metrics import superglue_average
 from tokenmix.io.files import atomic_write, write_json
@@ -64,8 +64,7 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
                                              f"{result['average']:.1f}"]]
     floor = result.get("input_ignored") or {}
     if floor:  # a score at the floor reads as one
-        rows.append(["input ignored (majority class)", *(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
-                     f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"])
+        rows.append([FLOOR_LABEL, *floor_cells(floor, columns)])
     if result["kind"] == "glue":
         for name in dict.fromkeys(("bert-base", "fnet-base", f"{result['model']}-base")):
             if name in paper.GLUE:
@@ -75,8 +74,7 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
     table = render_table(["model", *(names[c] for c in columns), "avg"], rows, markdown=True)
     notes = [f"Average: {result['average_convention']}."] + [f"{t}: {why}" for t, why in result["notes"].items()]
     if floor:
-        notes.append("input ignored: the score of always answering the majority class (the mean for STS-B) on each "
-                     "whole dev split.")
+        notes.append(FLOOR_NOTE)
     if result["kind"] == "glue":
         notes.append("Paper rows: FNet paper Table 2 (Base models, full training sets); their averages cover all "
                      "nine columns, ours only the columns shown.")
