@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tokenmix.models.factory import create_model
 from tokenmix.train.distributed import DistributedContext
 from tokenmix.train.engine import Engine, MeanLoss, TrainSettings, truncate_records
+from tokenmix.train.state import gather_state
 
 CPU = DistributedContext.single(torch.device("cpu"))
 
@@ -102,3 +103,28 @@ def test_truncate_records_keeps_the_steps_up_to_the_checkpoint(tmp_path):
     path.write_text("".join(json.dumps({"step": s, "split": "train"}) + "\n" for s in (1, 2, 3, 4)))
     truncate_records(path, 2)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+def test_a_parameter_without_gradients_yet_resumes_exactly(tmp_path):
+    """The pooler gets no gradient when the loss reads the first token's hidden state, so AdamW has no
+    state for it; the checkpoint lacks that state and the resumed run ends like an uninterrupted one."""
+
+    def first_token_loss(model, b):
+        hidden = model.encoder(b["input_ids"]).last_hidden_state[:, 0]
+        return F.cross_entropy(hidden[:, :3], b["labels"])
+
+    def run(out, steps, resume=False):
+        engine = Engine(tiny_model(), settings(max_steps=steps), CPU, out)
+        out.mkdir(exist_ok=True)
+        if resume:
+            engine.resume()
+        engine.run(lambda step: [batch(step)], MeanLoss(first_token_loss))
+        return engine
+
+    reference = run(tmp_path / "a", 3)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 3, resume=True)
+    _, optimizer_state = gather_state(resumed.model, resumed.optimizer)
+    assert optimizer_state["state"] and not any("pooler" in name for name in optimizer_state["state"])  # still none
+    for name, tensor in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor)

@@ -26,7 +26,8 @@ import torch
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
-    set_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
 )
 
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
@@ -155,9 +156,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise ValueError(f"{path / STATE_NAME} is unreadable ({str(err).strip().splitlines()[0]}); delete {path} to "
                          f"resume from the checkpoint before it") from None
     weights: dict[str, Any] = read_safetensors(path / "model.safetensors")
-    set_state_dict(model, optimizer, model_state_dict=weights,
-
-                   optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+    # AdamW creates a parameter's state at its first gradient, so a parameter that has had none yet (an
+    # expert no token was routed to, a pooler the loss does not use) was saved without state. Loading is
+    # therefore not strict, and the zero state the loader makes up for it is dropped again: its first
+    # gradient must start Adam's bias correction at step 1, as in a run that was never interrupted.
+    set_optimizer_state_dict(model, optimizer, state["optimizer"],
+                             options=StateDictOptions(full_state_dict=True, strict=False))
+    with_state = state["optimizer"]["state"]
+    for name, parameter in model.named_parameters():
+        if name.removeprefix("module.").replace("_orig_mod.", "") not in with_state:
+            optimizer.state.pop(parameter, None)
     return state
 
 
