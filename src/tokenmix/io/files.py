@@ -53,6 +53,8 @@ def ensure_writable(path: str | Path, directory: bool = False, flag: str = "") -
     folder, name = (path if directory else path.parent), f"{flag} {path}" if flag else str(path)
     if not directory and path.is_dir():
         raise ValueError(f"{name} is a folder; give the name of a file to write")
+    if directory and path.is_file():
+        raise ValueError(f"{name} is a file; give a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
@@ -74,13 +76,10 @@ def claim_output(path: str | Path, overwrite: bool, flag: str = "--out", directo
     check that it can be written: called before any long work, so that nothing made earlier is
     replaced by accident and no run is lost at its end."""
     path = Path(path)
-    kind = "folder" if directory else "file"
-    if directory and path.is_file():
-        raise ValueError(f"{flag} {path} is a file; give a folder")
-    if not directory and path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give the name of a file to write")
-    taken = path.is_file() or (path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()))
+    # a folder given for a file (or a file for a folder) is refused by ensure_writable
+    taken = path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()) if directory else path.is_file()
     if taken and not overwrite:
+        kind = "folder" if directory else "file"
         raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another {kind}")
     return ensure_writable(path, directory=directory, flag=flag)
 

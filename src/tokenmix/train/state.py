@@ -230,6 +230,19 @@ def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: 
     return summary
 
 
+def run_state(run_dir: Path, finished: str = SUMMARY) -> str | None:
+    """``"finished"`` (its ``finished`` summary is written), ``"started"`` (it logged a step or saved a
+    checkpoint: a run that died before its first checkpoint too) or None (no run there)."""
+    if (run_dir / finished).is_file():
+        return "finished"
+    return "started" if (run_dir / "metrics.jsonl").exists() or checkpoint_dirs(run_dir) else None
+
+
+def _holds_run(folder: Path, state: str) -> ValueError:
+    return ValueError(f"{folder} already holds a {state} run; pass --resume to continue it or --overwrite to start "
+                      f"over, or choose another --out")
+
+
 def claim_run_folder(out: str | Path, resume: bool, overwrite: bool, finished: str,
                      run_dirs: Callable[[Path], Iterable[Path]] = lambda out: (out,)) -> Path:
     """Check ``--out`` before any data is read or model built: a file, or (without --resume or --overwrite)
@@ -237,41 +250,37 @@ def claim_run_folder(out: str | Path, resume: bool, overwrite: bool, finished: s
     files a tokenmix run did not write, which a run would mix its own with -- and so is an unwritable
     folder. The lock and the settings of a run that stopped before its first step do not count."""
     out = Path(out)
-    if out.is_file():
-        raise ValueError(f"--out {out} is a file; give a folder")
     taken = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, RECORD)) if out.is_dir() else []
     if taken and not (resume or overwrite):
-        runs = [d for d in run_dirs(out) if (d / "metrics.jsonl").exists() or checkpoint_dirs(d)]
-        if not runs:
+        states = {state for d in run_dirs(out) if (state := run_state(d, finished))}
+        if not states:
             raise ValueError(f"--out {out} already holds other files ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); "
                              f"choose another folder, or pass --overwrite to write there anyway")
-        state = "finished" if all((d / finished).is_file() for d in runs) else "started"
-        raise ValueError(f"{out} already holds a {state} run; pass --resume to continue it or --overwrite to start over, or "
-                         f"choose another --out")
+        raise _holds_run(out, "finished" if states == {"finished"} else "started")
     return ensure_writable(out, directory=True, flag="--out")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[str, Any], is_main: bool = True) -> Path:
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, record: dict[str, Any], is_main: bool = True,
+                    finished: str = SUMMARY) -> Path:
     """Check ``run_dir`` against --resume/--overwrite (never silently reuse or wipe a run; a resumed
     run keeps every setting that decides its weights), then record the run's settings in
-    ``train_config.json``. The caller holds the folder's :class:`~tokenmix.io.files.FolderLock`."""
-    finished = (run_dir / SUMMARY).exists()
-    saved = bool(checkpoint_dirs(run_dir)) if run_dir.exists() else False
-    started = saved or (run_dir / "metrics.jsonl").exists()  # a run that died before its first checkpoint too
-    if resume and not saved:
-        fix = "it died before its first checkpoint: start again with --overwrite" if started else "start without --resume"
+    ``train_config.json``. A run started over loses its ``finished`` summary first, so that one killed
+    before its end is never taken for finished. The caller holds the folder's
+    :class:`~tokenmix.io.files.FolderLock`."""
+    state = run_state(run_dir, finished)
+    if resume and not checkpoint_dirs(run_dir):
+        fix = "it died before its first checkpoint: start again with --overwrite" if state else "start without --resume"
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / CHECKPOINTS}; {fix}")
     if resume:
         refuse_changed_settings(run_dir, record)
     if is_main and run_dir.exists():
         remove_orphans(run_dir)
-    if not resume and (finished or started):
+    if not resume and state:
         if not overwrite:
-            state = "finished" if finished else "started"
-            raise ValueError(f"{run_dir} already holds a {state} run; pass --resume to continue it or --overwrite to start over")
+            raise _holds_run(run_dir, state)
         if is_main:
             shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-            for name in ("metrics.jsonl", SUMMARY):
+            for name in ("metrics.jsonl", finished):
                 (run_dir / name).unlink(missing_ok=True)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

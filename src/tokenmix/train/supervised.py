@@ -60,7 +60,7 @@ def _fit(model: TokenMixPreTrainedModel, batches: Batches, steps_per_epoch: int,
          out: Path, metric: str, greater_is_better: bool, desc: str, loss_fn: LossFn | None) -> dict[str, Any]:
     resume = config.resume and bool(checkpoint_dirs(Path(out)))
     # --resume on a run that died before its first checkpoint starts it again
-    run_dir = prepare_run_dir(Path(out), resume, config.overwrite or config.resume, asdict(config))
+    run_dir = prepare_run_dir(Path(out), resume, config.overwrite or config.resume, asdict(config), finished=FINISHED)
     lr, total = config.lr[0], config.total_steps(steps_per_epoch)
     warmup, interval = int(config.warmup_ratio * total), config.eval_every or steps_per_epoch
     settings = TrainSettings(
