@@ -499,6 +499,21 @@ def test_resume_of_a_run_that_died_before_its_first_checkpoint_says_to_start_aga
     assert "already holds a started run" in one_error(capsys, pre.tiny_args(corpus, run, "--device", "cpu"))
 
 
+@pytest.mark.parametrize("finished", ["summary.json", "fit_summary.json"])
+def test_a_run_started_over_loses_its_finished_summary_before_its_first_step(tmp_path, finished):
+    """Else a run killed after --overwrite would leave the old summary, and --resume would take the new,
+    unfinished run for finished."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 4.0}\n')
+    (run / finished).write_text("{}")
+    assert state_module.run_state(run, finished) == "finished"
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        state_module.prepare_run_dir(run, False, False, {}, finished=finished)
+    state_module.prepare_run_dir(run, False, True, {"lr": 1e-3}, finished=finished)
+    assert state_module.run_state(run, finished) is None and sorted(p.name for p in run.iterdir()) == ["train_config.json"]
+
+
 def test_warmup_longer_than_the_run_is_a_warning(capsys, tmp_path, corpus):
     args = pre.tiny_args(corpus, tmp_path / "run", "--max-steps", "2", "--device", "cpu", "--eval-every", "100")
     args[args.index("--warmup-steps") + 1] = "10000"
