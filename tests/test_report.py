@@ -83,6 +83,9 @@ def test_glue_table_numbers_and_paper_rows(report):
     assert rows["fnet"][1] == "mini" and rows["fnet"][4:9] == ["60.0", "61.0", "80.0", "10.0", "52.8"]
     assert rows["linear"][4:9] == ["-", "-", "70.0", "0.0", "35.0"]
     assert rows["paper: fnet"][4:9] == ["72", "73", "95", "69", "76.7"]
+    # the floor glue.json measured, under the runs; no average, as MNLI has none here
+    assert rows["input ignored (majority class)"][4:10] == ["-", "-", "50.9", "0.0", "-", "`glue/linear-mini/glue.json`"]
+    assert "'input ignored': the score of always answering the majority class" in section
 
 
 def test_lra_tables(report):

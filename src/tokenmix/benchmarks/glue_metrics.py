@@ -86,5 +86,6 @@ FLOOR_NOTE = ("'input ignored': the score of always answering the majority class
 def floor_cells(floor: dict[str, float], columns: list[str]) -> list[str]:
     """The input-ignored row's cells for a results table: each column's :func:`constant_baseline` (``-``
     where its data is absent) and their average when every column has one."""
+    shown = {c: floor[c] for c in columns if c in floor}
     return [*(f"{floor[c]:.1f}" if c in floor else "-" for c in columns),
-            f"{glue_average(floor):.1f}" if len(floor) == len(columns) else "-"]
+            f"{glue_average(shown):.1f}" if shown and len(shown) == len(columns) else "-"]

@@ -9,11 +9,13 @@ else from a benchmark file (see :func:`bench_time`), and every point says which.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tokenmix.benchmarks.glue import column_title
+from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, floor_cells
 from tokenmix.io.files import atomic_write, claim_outputs
 from tokenmix.models.config import PRESETS
 from tokenmix.models.registry import list_models
@@ -93,6 +95,10 @@ def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) 
         g = s.data
         rows.append([g["model"], glue_size(g, runs), f"`{g.get('init', '-')}`", _millions(g.get("params")),
                      *(_num(row.get(c), ".1f") for c in columns), _num(g.get("average"), ".1f"), f"`{s.path}`"])
+    # the floor each glue.json measured on its data: one row per distinct floor (runs on other data differ)
+    floors = {json.dumps(s.data["input_ignored"], sort_keys=True): s for s in ordered if s.data.get("input_ignored")}
+    for s in floors.values():
+        rows.append([FLOOR_LABEL, "-", "-", "-", *floor_cells(s.data["input_ignored"], columns), f"`{s.path}`"])
     if paper_rows:
         for model in dict.fromkeys(s.data["model"] for s in ordered):
             name = f"{model}-base"
@@ -102,8 +108,9 @@ def glue_table(summaries: list[Summary], runs: list[Summary], paper_rows: bool) 
                              *("FAIL" if c in values and values[c] is None else values.get(c, "-") for c in columns),
                              paper.GLUE_AVERAGE[name], "FNet paper, Table 2"])
     headers = ["model", "size", "init", "params", *map(column_title, columns), "avg", "file"]
-    return render_table(headers, rows, markdown=True) + ("\n\nPaper rows: Base models on the full training sets; their "
-                                                         "averages cover all nine columns." if paper_rows else "")
+    notes = ([FLOOR_NOTE] if floors else []) + (["Paper rows: Base models on the full training sets; their averages "
+                                                 "cover all nine columns."] if paper_rows else [])
+    return render_table(headers, rows, markdown=True) + "".join(f"\n\n{note}" for note in notes)
 
 
 def lra_tables(summaries: list[Summary]) -> str:
