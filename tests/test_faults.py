@@ -296,6 +296,25 @@ def test_predict_file_errors_name_the_real_line(tmp_path):
     assert read_inputs(str(tmp_path / "bom.txt")) == [("hello",)]
 
 
+def test_predict_file_dash_reads_standard_input(monkeypatch):
+    import io
+    import types
+
+    from tokenmix.text.classifier import read_inputs
+
+    def stdin(data: bytes) -> None:
+        monkeypatch.setattr("sys.stdin", types.SimpleNamespace(buffer=io.BytesIO(data)))
+
+    stdin(b"\xef\xbb\xbfa film\n\npremise\thypothesis\n")
+    assert read_inputs("-") == [("a film",), ("premise", "hypothesis")]
+    stdin("caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"^standard input is not UTF-8 text .*; pipe it through `iconv"):
+        read_inputs("-")
+    stdin(b"")
+    with pytest.raises(ValueError, match=r"--file - holds no text"):
+        read_inputs("-")
+
+
 @pytest.mark.parametrize("variant", ["fnet", "bert"])
 def test_an_empty_batch_is_a_clear_error(variant):
     model = tokenmix.create_model(variant, "tiny", vocab_size=50, max_position_embeddings=16).eval()

@@ -14,6 +14,7 @@ from tokenmix.benchmarks.examples import Example
 from tokenmix.cli.main import main
 from tokenmix.models.factory import create_model
 from tokenmix.models.mixing.registry import mixes_any_length
+from tokenmix.text.classifier import TextClassifier
 from tokenmix.text.configs import PredictConfig, parse_length_buckets
 from tokenmix.text.pairs import PairBatches, bucket_length, encode, padding_policy, predict_logits
 from tokenmix.text.tables import read_table, write_table
@@ -204,12 +205,13 @@ def test_label_types_mean_the_same_in_csv_and_jsonl(tmp_path):
     assert [e.label for e in TableAdapter(columns, {"train": boolq, "validation": csv_bools}).read(
         None, "validation").examples] == [1, 0]
     written = adapter.write_predictions(tmp_path / "out", adapter.read(None, "validation"), [0, 1, 1])
-    assert [r["prediction"] for r in read_table(written)[1]] == ["false", "true", "true"]
+    assert [r["prediction"] for r in read_table(written)[1]] == [False, True, True]  # JSON booleans, as read
     floats_csv = _write_csv(tmp_path / "f.csv", ["review", "sentiment"], [["a", "1.0"], ["b", "0.0"], ["c", "2"]])
     floats_jsonl = _jsonl(tmp_path / "f.jsonl", [1.0, 0.0, 2])
     for path in (floats_csv, floats_jsonl):
         adapter = TableAdapter(columns, {"train": path, "validation": floats_csv})
         assert adapter.labels == ["0", "1", "2"] and [e.label for e in adapter.read(None, "validation").examples] == [1, 0, 2]
+        assert adapter.label_type == "integer" and adapter.prediction(2) == 2
     fraction_csv = _write_csv(tmp_path / "q.csv", ["review", "sentiment"], [["a", "1"], ["b", "0.5"]])
     fraction_jsonl = _jsonl(tmp_path / "q.jsonl", [1, 0.5])
     for path in (fraction_csv, fraction_jsonl):
@@ -333,7 +335,10 @@ def test_finetune_on_a_dataset_dict_through_the_python_api(tmp_path, tokenizer_d
                             max_seq_len=32, device="cpu")
     metrics = run_finetune(config, dataset=datasets.DatasetDict({"train": split, "validation": split}))
     assert metrics["task"] == "custom" and set(metrics["splits"]["validation"]) == {"accuracy", "f1"}
-    assert json.loads((tmp_path / "run" / "best" / "task.json").read_text())["labels"] == ["0", "1"]
+    task = json.loads((tmp_path / "run" / "best" / "task.json").read_text())
+    assert task["labels"] == ["0", "1"] and task["label_type"] == "integer"
+    (result,) = TextClassifier.from_pretrained(tmp_path / "run", device="cpu").predict([texts[0]])
+    assert result["label"] in (0, 1) and set(result["probabilities"]) == {"0", "1"}  # the label as the data had it
 
 
 def test_onnx_graph_of_a_bucket_length_reproduces_predict(tmp_path, capsys):

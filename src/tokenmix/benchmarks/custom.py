@@ -85,6 +85,14 @@ def label_name(value: Any) -> str:
     return str(int(Decimal(str(value).strip()))) if kind == "integer" else str(value).strip()
 
 
+def label_value(name: str, kind: str) -> str | int | bool:
+    """A class name as the label it was read from (the inverse of :func:`label_name`): predictions written
+    as JSON carry ``1`` and ``true`` where the training file had them, not ``"1"`` and ``"true"``."""
+    if kind == "integer":
+        return int(name)
+    return name == "true" if kind == "boolean" else name
+
+
 def blank(value: Any) -> bool:
     """No value: a missing JSON key or null, or an empty (or all-space) CSV/TSV cell."""
     return value is None or (isinstance(value, str) and not value.strip())
@@ -124,8 +132,10 @@ class TableAdapter:
         self.tables = {split: self._load(split, source) for split, source in sources.items() if source is not None}
         train = self.tables["train"]
         self.is_regression = columns.regression
-        self.labels = None if columns.regression else class_names(
-            [row.get(columns.label) for row in train.rows], train.source, columns.label)
+        train_labels = [row.get(columns.label) for row in train.rows]
+        self.labels = None if columns.regression else class_names(train_labels, train.source, columns.label)
+        # integer, boolean or string (checked one kind by class_names); None for regression
+        self.label_type = None if self.labels is None else label_kind(train_labels[0])
         self.num_labels = 1 if self.labels is None else len(self.labels)
         if self.labels is not None and len(self.labels) < 2:
             raise ValueError(f"{train.source}: column {columns.label!r} has a single class {self.labels[0]!r}; "
@@ -199,9 +209,11 @@ class TableAdapter:
         return glue_metrics.compute(self.metric_names, values, [float(e.label) for e in split.examples
                                                                 if e.label is not None])
 
-    def prediction(self, value: int | float) -> str | float:
-        """A prediction as written: the class name, or the score."""
-        return float(value) if self.labels is None else self.labels[int(value)]
+    def prediction(self, value: int | float) -> str | int | bool | float:
+        """A prediction as written: the class as the training file gave it, or the score."""
+        if self.labels is None or self.label_type is None:
+            return float(value)
+        return label_value(self.labels[int(value)], self.label_type)
 
     def write_predictions(self, out: Path, split: Loaded, values: list) -> Path:
         """The split's rows with a ``prediction`` column, in the input's format (JSON Lines for a dataset)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from tokenmix.benchmarks.custom import label_value
 from tokenmix.benchmarks.examples import Example
 from tokenmix.devices import autocast, resolve_device
 from tokenmix.io.checkpoint import find_model_dir
@@ -60,11 +61,12 @@ class TextClassifier:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, labels: Sequence[str] | None, max_seq_len: int,
                  fixed_length: bool, buckets: Sequence[int] | None = None, columns: dict[str, Any] | None = None,
-                 pair: bool | None = None, task: str = "") -> None:
+                 pair: bool | None = None, task: str = "", label_type: str = "string") -> None:
         """``buckets``: the per-example lengths of a parameter-free mixing (see
         :func:`~tokenmix.text.pairs.padding_policy`); ``columns``: the own-data columns it was tuned on;
-        ``pair``: whether it was tuned on text pairs (None: unknown, inputs of either kind accepted)."""
-        self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
+        ``pair``: whether it was tuned on text pairs (None: unknown, inputs of either kind accepted);
+        ``label_type``: ``integer`` or ``boolean`` gives predicted labels that type, as the training file had."""
+        self.model, self.tokenizer, self.labels, self.label_type = model.eval(), tokenizer, labels, label_type
         self.max_seq_len, self.fixed_length, self.buckets = max_seq_len, fixed_length, buckets
         self.columns, self.pair, self.task = columns or {}, pair, task
         self.truncated = 0  # inputs cut to max_seq_len by the last predict() call
@@ -79,7 +81,8 @@ class TextClassifier:
         check_task_tokenizer(directory, task)
         model = load_pretrained(directory).to(resolve_device(device))
         return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"],
-                   task.get("length_buckets"), task.get("columns"), task.get("pair"), task.get("task", ""))
+                   task.get("length_buckets"), task.get("columns"), task.get("pair"), task.get("task", ""),
+                   task.get("label_type") or "string")
 
     def batches(self, examples: Sequence[Example], batch_size: int = 64) -> PairBatches:
         """``examples`` encoded and batched with the padding policy the model was fine-tuned with."""
@@ -103,16 +106,17 @@ class TextClassifier:
         if self.labels is None:
             return [{"score": float(row[0])} for row in logits]
         probabilities = logits.softmax(-1)
-        return [{"label": self.labels[int(p.argmax())], "probabilities": dict(zip(self.labels, map(float, p)))}
-                for p in probabilities]
+        return [{"label": label_value(self.labels[int(p.argmax())], self.label_type),
+                 "probabilities": dict(zip(self.labels, map(float, p)))} for p in probabilities]
 
 
 def read_inputs(path: str) -> list[tuple[str, ...]]:
-    """The texts (or tab-separated pairs) of ``predict --file``, one per non-blank line; a file without
-    one is an error, as an empty ``--input`` table is, rather than a run that predicts nothing."""
-    file = check_input_file(path, "--file")
+    """The texts (or tab-separated pairs) of ``predict --file`` (``-``: standard input, so that a pipe can
+    feed it), one per non-blank line; a file without one is an error, as an empty ``--input`` table is,
+    rather than a run that predicts nothing."""
+    file = Path("-") if path == "-" else check_input_file(path, "--file")
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        text = sys.stdin.buffer.read().decode("utf-8-sig") if path == "-" else file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise not_utf8(file, err) from None
     numbered = [(number, tuple(line.split("\t")))  # numbers of the file's lines, blank ones counted

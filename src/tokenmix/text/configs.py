@@ -92,7 +92,7 @@ class DataPrepareConfig:
 class PredictConfig:
     texts: tuple[str, ...] = option((), "one text, or two for a pair task", positional=True)
     model: str = option("", "fine-tuned model folder (or a `tokenmix finetune` output directory)")
-    file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs)")
+    file: str = option("", "predict every line of this file instead (text, or text<TAB>text for pairs; - reads stdin)")
     json: str = option("", "write the predictions to this JSON file", output="file")
     input: str = option("", "predict every row of this table (.csv, .tsv or .jsonl with a header) instead; needs --output")
     output: str = option("", "with --input: write the input's columns plus label and probabilities (or score) here "

@@ -51,8 +51,9 @@ def check_input_file(path: str | Path, flag: str = "") -> Path:
 
 def not_utf8(file: str | Path, err: UnicodeDecodeError) -> ValueError:
     """The error for a file in another encoding (latin-1, cp1252...): the file and the fix, not a bare codec message."""
-    return ValueError(f"{file} is not UTF-8 text (it holds the byte 0x{err.object[err.start]:02x}); save it as UTF-8, "
-                      f"e.g. `iconv -f latin1 -t utf-8 {file}`")
+    where, fix = (("standard input", "pipe it through `iconv -f latin1 -t utf-8`") if str(file) == "-" else
+                  (str(file), f"save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file}`"))
+    return ValueError(f"{where} is not UTF-8 text (it holds the byte 0x{err.object[err.start]:02x}); {fix}")
 
 
 def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:

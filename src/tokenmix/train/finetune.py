@@ -194,12 +194,13 @@ def save_task_files(directory: Path, data: TaskData, options: FinetuneOptions) -
     """Tokenizer and ``task.json`` beside the weights, so ``tokenmix predict`` needs only the folder; the
     tokenizer's sha256 makes a tokenizer replaced later an error rather than silently other token ids."""
     data.tokenizer.save(directory)
-    columns = asdict(data.adapter.columns) if isinstance(data.adapter, TableAdapter) else None
+    own = data.adapter if isinstance(data.adapter, TableAdapter) else None
     write_json(directory / TASK_FILE, {"benchmark": data.adapter.benchmark, "task": data.adapter.name,
-                                       "labels": data.adapter.labels, "max_seq_len": options.max_seq_len,
+                                       "labels": data.adapter.labels, "label_type": own.label_type if own else "string",
+                                       "max_seq_len": options.max_seq_len,
                                        "fixed_length": data.fixed is not None,
                                        "length_buckets": None if data.buckets is None else list(data.buckets),
-                                       "columns": columns, "pair": tuned_on_pairs(data),
+                                       "columns": asdict(own.columns) if own else None, "pair": tuned_on_pairs(data),
                                        "tokenizer_sha256": tokenizer_sha256(directory)})
 
 
