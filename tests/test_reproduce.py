@@ -45,8 +45,12 @@ def test_tiny_study_runs_every_stage_and_resumes(tmp_path, monkeypatch, capsys):
     assert main([*args, "--max-time", "4"]) == 0
     assert "rerun the same command to continue" in capsys.readouterr().err
     assert "**Unfinished**" in (out / "REPORT.md").read_text()
+    recorded = {e["stage"]: e for e in json.loads((out / "reproduce.json").read_text())["stages"]}
+    assert recorded["corpus"]["seconds"] >= 0  # each stage is recorded when it ends, not when the invocation does
     assert main(args) == 0
     report = (out / "REPORT.md").read_text()
+    assert f"`tokenmix reproduce --scale tiny --budget 40s --data {SHARED} --out {out} --models bert,fnet`" in report
+    assert "- stages: corpus (" in report and "finished not yet" not in report
     for heading in ("Pretraining (like Table 1)", "equal steps", "Learning curves", "GLUE dev (like Table 2): mean ± sd over 2 seeds",
                     "Speed (like Table 3)", "Speed-accuracy (like Figure 2)", "claims at this scale", "Targets at this scale"):
         assert heading in report
@@ -60,6 +64,17 @@ def test_tiny_study_runs_every_stage_and_resumes(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.count("skipped") == 10
     assert main([*args[:-4], "--models", "bert", "--out", str(out), "--device", "cpu"]) == 1
     assert "another configuration (models: ['bert', 'fnet'] -> ['bert'])" in capsys.readouterr().err
+
+
+def test_the_report_gives_the_command_that_continues_the_study():
+    from tokenmix.reproduce.configs import MODELS, ReproduceConfig
+    from tokenmix.reproduce.writeup import command_line
+
+    # the budget scale fixes each stage's time, so --budget is left out; every model is the default
+    assert command_line(ReproduceConfig(scale="budget", data="d", out="o", models=MODELS)) == \
+        "tokenmix reproduce --scale budget --data d --out o"
+    assert command_line(ReproduceConfig(scale="mini", budget="3h", data="d", out="o", models=("bert", "fnet"))) == \
+        "tokenmix reproduce --scale mini --budget 3h --data d --out o --models bert,fnet"
 
 
 def test_report_checks_the_papers_claims_with_our_ratios():

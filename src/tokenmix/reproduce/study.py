@@ -43,6 +43,7 @@ from tokenmix.train.state import checkpoint_dirs
 from tokenmix.train.suite import run_suite
 
 CORPUS = Path("text") / "wikipedia_en" / "wiki_chunk.txt.gz"
+MARKER = "reproduce.json"  # the study's configuration, start and end times, and each stage's time
 
 
 def check_data(config: ReproduceConfig) -> None:
@@ -60,7 +61,7 @@ def claim_results_dir(config: ReproduceConfig) -> Path:
     out = Path(config.out)
     record = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "device", "out", "max_time")}
     record["models"] = list(record["models"])
-    marker = out / "reproduce.json"
+    marker = out / MARKER
     if marker.is_file():
         previous = json.loads(marker.read_text()).get("config")
         if previous != record:
@@ -98,7 +99,12 @@ class Stages:
         print(f"[reproduce] {name}{left} ...", file=sys.stderr)
         began = time.perf_counter()
         work()
-        self.log.append({"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)})
+        entry = {"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)}
+        self.log.append(entry)
+        # recorded at once: a study runs in chunks, and an invocation cut short keeps the stages it finished
+        marker = json.loads((self.out / MARKER).read_text())
+        marker["stages"] = [*(e for e in marker.get("stages", []) if e["stage"] != name), entry]
+        write_json(self.out / MARKER, marker)
 
 
 def write_corpus(source: Path, target: Path, megabytes: float) -> None:
@@ -190,15 +196,10 @@ def run_reproduce(config: ReproduceConfig) -> Path:
             print(f"[reproduce] --max-time {config.max_time:g} s reached: the stage in progress was checkpointed; "
                   f"rerun the same command to continue", file=sys.stderr)
             stages = None
-    marker = json.loads((out / "reproduce.json").read_text())
-    if stages is not None:
-        # a stage's record is the run that produced its output; a rerun that found it cached keeps that one
-        log = {entry["stage"]: entry for entry in marker.get("stages", [])}
-        log.update({e["stage"]: e for e in stages.log if e["status"] == "ran" or e["stage"] not in log})
-        marker["stages"] = list(log.values())
-        if "finished" not in marker or any(e["status"] == "ran" for e in stages.log):
-            marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        write_json(out / "reproduce.json", marker)
+    marker = json.loads((out / MARKER).read_text())
+    if stages is not None and ("finished" not in marker or any(e["status"] == "ran" for e in stages.log)):
+        marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        write_json(out / MARKER, marker)
     return write_report(out, config, marker)
 
 

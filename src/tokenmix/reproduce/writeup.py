@@ -23,7 +23,7 @@ from tokenmix.io.files import atomic_write
 from tokenmix.reporting import paper
 from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.tables import render_table
-from tokenmix.reproduce.configs import SCALES, ReproduceConfig
+from tokenmix.reproduce.configs import MODELS, SCALES, ReproduceConfig
 from tokenmix.version import __version__
 
 
@@ -404,6 +404,24 @@ def paper_order() -> list[str]:
     return sorted((name.removesuffix("-base") for name in paper.PRETRAINING), key=lambda m: -paper.PRETRAINING[f"{m}-base"][3])
 
 
+def command_line(config: ReproduceConfig) -> str:
+    """The command that makes (and continues) this study: ``--models`` when not every model, ``--budget``
+    only where the scale shares it out (the budget scale fixes each stage's time itself)."""
+    parts = ["tokenmix reproduce", f"--scale {config.scale}"]
+    if "pretrain_seconds" not in SCALES[config.scale]:
+        parts.append(f"--budget {config.budget}")
+    parts += [f"--data {config.data}", f"--out {config.out}"]
+    if tuple(config.models) != MODELS:
+        parts.append(f"--models {','.join(config.models)}")
+    return " ".join(parts)
+
+
+def stage_lines(stages: list[dict[str, Any]]) -> list[str]:
+    """The time of each stage, as the invocation that ran it measured it."""
+    timed = [f"{s['stage']} ({s['seconds']:,.0f} s)" for s in stages if "seconds" in s]
+    return [f"- stages: {', '.join(timed)}"] if timed else []
+
+
 def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> Path:
     models = list(config.models)
     runs = {m: _load(out / "pretrain" / m / "summary.json") for m in models}
@@ -414,12 +432,10 @@ def write_report(out: Path, config: ReproduceConfig, marker: dict[str, Any]) -> 
     floor = constant_baselines(Path(config.data) / "glue", glue_columns(models, glue))
     bench = _load(out / "bench" / "speed.json") or []
     bench = bench["results"] if isinstance(bench, dict) else bench
-    lines = ["# Reproduction study", "",
-             f"`tokenmix reproduce --scale {config.scale} --budget {config.budget} --data {config.data} --out {config.out}`",
-             "", f"- started {marker.get('started')}, finished {marker.get('finished')}",
+    lines = ["# Reproduction study", "", f"`{command_line(config)}`",
+             "", f"- started {marker.get('started')}, finished {marker.get('finished') or 'not yet'}",
              f"- machine: {device_name(resolve_device(config.device))}, {platform.platform()}, Python {platform.python_version()}",
-             f"- versions: tokenmix {__version__}, torch {torch.__version__}",
-             "- stages: " + ", ".join(f"{s['stage']} ({s.get('seconds', 'cached')} s)" for s in marker.get("stages", [])), ""]
+             f"- versions: tokenmix {__version__}, torch {torch.__version__}", *stage_lines(marker.get("stages", [])), ""]
     if not all(runs.values()) or not all(glue.values()):
         lines += ["**Unfinished**: rerun the same command to continue (finished stages are kept, the one in progress "
                   "resumes from its checkpoint); the tables below show what is done.", ""]
