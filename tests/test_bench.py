@@ -124,6 +124,25 @@ def test_unknown_compare_rejected():
         SpeedBenchConfig(compare=("tf",))
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["bench", "speed", "--models", ""], "--models is empty; give at least one value, e.g. --models fnet,"),
+    (["bench", "speed", "--mode", ""], "--mode is empty"),
+    (["bench", "moe", "--mode", ""], "--mode is empty; give at least one value, e.g. --mode train,inference"),
+    (["bench", "speed", "--preset", "huge"], "unknown preset 'huge'; choose one of tiny"),
+    (["bench", "speed", "--fourier-impl", "fast"], "--fourier-impl 'fast' is not valid; choose one of auto, fft, matmul"),
+    (["bench", "speed", "--models", "fnet", "--baseline", "bret"], "--baseline bret is not measured: add it to --models"),
+    (["bench", "scaling", "--preset", "huge"], "unknown preset 'huge'"),
+])
+def test_bad_bench_settings_are_refused_before_any_measurement(capsys, tmp_path, monkeypatch, argv, needle):
+    """An empty list measured nothing and exited 0; a bad preset or --fourier-impl failed only at the first
+    measurement, under its progress bar; an unmeasured --baseline left its columns empty."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tokenmix: error: ") and needle in err
+    assert list(tmp_path.iterdir()) == []  # no output folder made, nothing measured
+
+
 # --- FLOPs, peaks, TF32, compile -------------------------------------------------------------------
 
 def test_flop_counter_counts_matmuls_exactly():

@@ -90,6 +90,9 @@ def test_bad_input_is_one_line_and_nonzero(capsys, argv, needle):
 
 @pytest.mark.parametrize("argv,needle", [
     (["bench", "speed", "--seq-lens", "12,abc"], "--seq-lens"),
+    (["bench", "speed", "--seq-lens", "128,,512"], "empty item in '128,,512'; separate the values with single commas, "
+                                                   "e.g. 128,512"),
+    (["bench", "speed", "--models", "fnet,"], "empty item in 'fnet,'"),
     (["fly"], "invalid choice"),
     (["convert", "from-hf"], "required"),
 ])

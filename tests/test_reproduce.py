@@ -29,6 +29,11 @@ def test_budget_parsing_and_refusals(capsys, tmp_path):
     assert "too small for --scale mini" in err and "what fits: --scale tiny" in err
     assert main(["reproduce", "--scale", "tiny", "--budget", "5m", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     assert "missing data for the study" in capsys.readouterr().err
+    # no models ran the corpus, tokenizer and data stages, then failed with an internal ZeroDivisionError
+    assert main(["reproduce", "--scale", "tiny", "--models", "", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert capsys.readouterr().err == ("tokenmix: error: --models is empty; give at least one value, e.g. --models "
+                                       "bert,fnet,linear,random,ff_only,hybrid,sparse_mixer,fast_sparse_mixer\n")
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.real_data

@@ -102,3 +102,15 @@ def check_ranges(config: Any) -> None:
                 problem = range_problem(f.name, number, f.metadata.get("range"))
                 if problem:
                     raise ValueError(f"{flag(f.name)} {problem}")
+
+
+def require_values(config: Any, *names: str) -> None:
+    """Refuse an empty list in the fields ``names`` of the dataclass ``config`` (``--models ""`` would measure
+    or train nothing and still succeed), with the field's default as the example of a value."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in names:
+        if not getattr(config, name):
+            f = fields[name]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+            example = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            raise ValueError(f"{flag(name)} is empty; give at least one value, e.g. {flag(name)} {example}")

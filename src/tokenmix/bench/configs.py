@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenmix.models.registry import get_variant
-from tokenmix.options import OVERWRITE_HELP, check_ranges, option
+from tokenmix.models.config import FOURIER_IMPLS
+from tokenmix.models.registry import make_config
+from tokenmix.options import OVERWRITE_HELP, check_ranges, option, require_values
 from tokenmix.precisions import BENCH_PRECISIONS, PRECISION_HELP, check_precision
 
 # What one measured step is, and the model head it needs (see :mod:`tokenmix.bench.speed`).
@@ -46,18 +47,20 @@ class SpeedBenchConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        if not self.seq_lens:
-            raise ValueError("--seq-lens is empty; give at least one sequence length")
-        for name in self.models:
-            get_variant(name)
+        require_values(self, "models", "seq_lens", "mode", "precision")
+        if self.fourier_impl not in FOURIER_IMPLS:
+            raise ValueError(f"--fourier-impl {self.fourier_impl!r} is not valid; choose one of {', '.join(FOURIER_IMPLS)}")
+        for name in self.models:  # an unknown model, preset or --fourier-impl now, not at its first measurement
+            make_config(name, self.preset, fourier_impl=self.fourier_impl)
+        if self.baseline != "bert" and self.baseline not in self.subjects:  # "bert": the default, not chosen
+            raise ValueError(f"--baseline {self.baseline} is not measured: add it to --models, or choose one of "
+                             f"{', '.join(self.subjects)}")
         bad = [m for m in self.mode if m not in MODES]
         if bad:
             raise ValueError(f"unknown mode {', '.join(bad)}; choose from {', '.join(MODES)}")
         unknown = [c for c in self.compare if c not in COMPARE]
         if unknown:
             raise ValueError(f"unknown --compare {', '.join(unknown)}; choose from {', '.join(COMPARE)}")
-        if not self.precision:
-            raise ValueError("precision is empty; give fp32, bf16, fp16 or auto")
         for precision in self.precision:
             check_precision(precision, BENCH_PRECISIONS)
 
@@ -92,11 +95,10 @@ class ScalingBenchConfig:
     def __post_init__(self) -> None:
         check_ranges(self)
         if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode}; choose from {', '.join(MODES)}")
+            raise ValueError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if list(self.seq_lens) != sorted(set(self.seq_lens)):
             raise ValueError(f"seq_lens must be distinct and ascending, got {','.join(map(str, self.seq_lens))}")
-        if not self.batch_sizes:
-            raise ValueError("--batch-sizes is empty; give at least one batch size")
+        require_values(self, "batch_sizes")
         if self.time_budget_s == 0:  # "no limit" in bench speed; here it decides which lengths to skip
             raise ValueError("--time-budget-s must be > 0 here, got 0")
         self.speed_config(self.batch_sizes[0])  # validates models, lengths, precision, repeats
@@ -127,6 +129,7 @@ class MoEBenchConfig:
     def __post_init__(self) -> None:
         check_ranges(self)
         check_precision(self.precision, BENCH_PRECISIONS)
+        require_values(self, "mode")
         bad = [m for m in self.mode if m not in ("train", "inference")]
         if bad:
             raise ValueError(f"unknown mode {', '.join(bad)}; choose from train, inference")

@@ -33,9 +33,16 @@ def _number(kind: type, f: dataclasses.Field) -> Callable[[str], Any]:
 
 
 def _comma_list(item_type: Callable[[str], Any], type_name: str) -> Callable[[str], tuple]:
+    """Comma-separated values; ``""`` is the empty list, but an empty item (``128,,512``, ``fnet,``) is
+    refused: it is a value lost to a typo, not one to drop silently."""
+
     def parse(text: str) -> tuple:
+        parts = [part.strip() for part in text.split(",")]
+        if text.strip() and not all(parts):
+            raise argparse.ArgumentTypeError(f"empty item in {text!r}; separate the values with single commas, "
+                                             f"e.g. {','.join(filter(None, parts))}")
         try:
-            return tuple(item_type(part.strip()) for part in text.split(",") if part.strip())
+            return tuple(item_type(part) for part in parts if part)
         except argparse.ArgumentTypeError as err:
             raise argparse.ArgumentTypeError(f"{err} (in {text!r})") from None
         except ValueError:

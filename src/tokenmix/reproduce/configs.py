@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenmix.models.registry import get_variant
-from tokenmix.options import check_ranges, option
+from tokenmix.options import check_ranges, option, require_values
 from tokenmix.precisions import PRECISION_HELP, check_precision
 
 SCALES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "scales.json").read_text())
@@ -50,6 +50,7 @@ class ReproduceConfig:
         check_precision(self.precision)
         if self.scale not in SCALES:
             raise ValueError(f"unknown --scale {self.scale!r}; choose one of {', '.join(SCALES)}")
+        require_values(self, "models")  # none would run the data stages, then fail
         for name in self.models:
             get_variant(name)
         need = SCALES[self.scale]["min_budget_s"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from tokenmix.benchmarks.tasks import get_benchmark_task
 from tokenmix.models.registry import get_variant
-from tokenmix.options import AT_LEAST_ONE, OVERWRITE_HELP, check_ranges, option
+from tokenmix.options import AT_LEAST_ONE, OVERWRITE_HELP, check_ranges, option, require_values
 from tokenmix.precisions import PRECISION_HELP, check_precision
 from tokenmix.text.configs import parse_length_buckets
 
@@ -301,5 +301,4 @@ class DemoConfig:
         self.models = tuple(self.models)
         check_ranges(self)
         check_precision(self.precision)
-        if not self.models:
-            raise ValueError("models is empty; name at least one model (see `tokenmix models`)")
+        require_values(self, "models")
