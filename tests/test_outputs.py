@@ -67,6 +67,15 @@ def test_report_outputs_are_claimed_and_runs_are_left_to_their_commands(tmp_path
     assert existing.read_text() == "{}" and outputs(PretrainConfig) == {"out": "run"}
 
 
+def test_two_outputs_on_one_path_are_refused(capsys, tmp_path):
+    """``--json r.md --markdown r.md`` wrote the JSON, then replaced it with the markdown, and exited 0."""
+    same = str(tmp_path / "r.md")
+    line = one_error(capsys, ["bench", "speed", "--models", "fnet", "--preset", "tiny", "--seq-lens", "8",
+                              "--json", same, "--markdown", same])
+    assert line == f"tokenmix: error: --json and --markdown are both {same}; give each its own file"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- through the command line ----------------------------------------------------------------------------
 
 def refused(capsys: pytest.CaptureFixture[str], argv: list[str], path: Path) -> None:

@@ -88,10 +88,15 @@ def claim_outputs(config: Any) -> None:
     """:func:`claim_output` for every field of the dataclass ``config`` marked ``output="file"`` or
     ``"folder"`` that is set, with ``config.overwrite``: the first thing every command's implementation
     does, so the command line and the Python API claim outputs the same way before any work (``"run"``
-    folders are claimed by their commands, which may resume them)."""
+    folders are claimed by their commands, which may resume them). Two outputs given one path are refused:
+    the second written would replace the first (``--json r.md --markdown r.md``)."""
+    claimed: dict[Path, str] = {}
     for f in dataclasses.fields(config):
         kind, path = f.metadata.get("output"), getattr(config, f.name)
         if kind in ("file", "folder") and path:
+            same = claimed.setdefault(Path(path).resolve(), flag(f.name))
+            if same != flag(f.name):
+                raise ValueError(f"{same} and {flag(f.name)} are both {path}; give each its own file")
             claim_output(path, config.overwrite, flag=flag(f.name), directory=kind == "folder")
 
 
