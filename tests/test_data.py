@@ -230,8 +230,19 @@ def test_large_vocabulary_uses_uint32(tmp_path):
 
 def test_prepare_errors(tmp_path, tok):
     good = write_text(tmp_path / "a.txt", make_corpus(5))
-    with pytest.raises(FileNotFoundError, match="missing.txt does not exist"):
+    with pytest.raises(FileNotFoundError, match="input file .*missing.txt not found; check the --input paths"):
         prepare(tmp_path, [good, tmp_path / "missing.txt"])
+    # a file given twice put copies of its documents in both splits; a folder was "missing"; a file as --out
+    # failed after tokenizing with "out.txt/train: Not a directory"
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match=r"--input names .*a.txt twice \(again as .*sub/../a.txt\); give each file once"):
+        prepare(tmp_path, [good, tmp_path / "sub" / ".." / "a.txt"], out=tmp_path / "o0")
+    with pytest.raises(ValueError, match="is a folder; pass the files in it"):
+        prepare(tmp_path, [tmp_path], out=tmp_path / "o0")
+    (tmp_path / "out.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"--out .*out.txt is a file; give a folder"):
+        prepare(tmp_path, [good], out=tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text() == "keep me" and not (tmp_path / "o0").exists()
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "blank.txt").write_text("\n  \n\n")
     for name in ("empty.txt", "blank.txt"):

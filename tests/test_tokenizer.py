@@ -111,6 +111,9 @@ def test_missing_input_file(tmp_path: Path) -> None:
         train(tmp_path, [tmp_path / "nope.txt"])
     with pytest.raises(ValueError, match="is a folder; pass the files in it"):
         train(tmp_path, [tmp_path])
+    write_text(tmp_path / "c.txt", corpus(10))
+    with pytest.raises(ValueError, match="--input names .*c.txt twice; give each file once"):  # counted twice before
+        train(tmp_path, [tmp_path / "c.txt", tmp_path / "c.txt"])
     write_text(tmp_path / "plain.txt.gz", corpus(10))
     with pytest.raises(ValueError, match="not a valid gzip file"):
         train(tmp_path, [tmp_path / "plain.txt.gz"])

@@ -14,6 +14,22 @@ from pathlib import Path
 from tokenmix.text.tables import json_object
 
 
+def check_inputs(paths: tuple[str, ...]) -> list[Path]:
+    """The ``--input`` files as paths, each an existing file named once: a file given twice would count its
+    text twice (and in prepared data put copies of a document in both the train and the held-out split)."""
+    seen: dict[Path, str] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise ValueError(f"input {path} is a folder; pass the files in it, e.g. --input {path}/a.txt,{path}/b.txt")
+        if not path.is_file():
+            raise FileNotFoundError(f"input file {path} not found; check the --input paths")
+        if path.resolve() in seen:
+            again = "" if seen[path.resolve()] == str(path) else f" (again as {path})"
+            raise ValueError(f"--input names {seen[path.resolve()]} twice{again}; give each file once")
+        seen[path.resolve()] = str(path)
+    return [Path(p) for p in paths]
+
+
 def is_jsonl(path: Path) -> bool:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     return name.endswith((".jsonl", ".json"))

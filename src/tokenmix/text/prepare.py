@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, write_json
 from tokenmix.text.configs import DataPrepareConfig
-from tokenmix.text.corpus import read_documents
+from tokenmix.text.corpus import check_inputs, read_documents
 from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
 
 FORMAT = "tokenmix-pretraining-shards/1"
@@ -193,12 +193,9 @@ def prepare_data(config: DataPrepareConfig) -> Path:
     for name, flag in (("input", "--input FILE[,FILE...]"), ("tokenizer", "--tokenizer DIR"), ("out", "--out DIR")):
         if not getattr(config, name):
             raise ValueError(f"no {name} given; pass {flag}")
-    paths = [Path(p) for p in config.input]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"input file {path} does not exist; check the --input paths")
+    paths = check_inputs(config.input)
     tokenizer = Tokenizer.load(config.tokenizer)
-    out = Path(config.out)
+    out = ensure_writable(config.out, directory=True, flag="--out")  # a file or unwritable --out before tokenizing
     fingerprint = _fingerprint(config, paths)
     meta = _check_output(out, fingerprint)
     if meta is not None and _complete(out, meta):

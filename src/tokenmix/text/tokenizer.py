@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from tokenmix.io.files import atomic_write, claim_output, write_json
 from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig
-from tokenmix.text.corpus import read_documents
+from tokenmix.text.corpus import check_inputs, read_documents
 
 ROLES = ("pad", "unk", "cls", "sep", "mask")
 _ALIASES = {role: (token, f"<{role}>") for role, token in zip(ROLES, SPECIAL_TOKENS)}  # <pad>, <unk>: SentencePiece names
@@ -65,11 +65,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
 
     Text is streamed (memory grows with the number of distinct words, not with the corpus) and
     normalised as SentencePiece's ``nmt_nfkc`` does: NFKC, whitespace runs collapsed and trimmed."""
-    for path in config.input:
-        if Path(path).is_dir():
-            raise ValueError(f"input {path} is a folder; pass the files in it, e.g. --input {path}/a.txt,{path}/b.txt")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"input file {path} not found; check the --input paths")
+    check_inputs(config.input)
     claim_output(config.out, config.overwrite)
     backend = Backend(Unigram())
     steps = [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
