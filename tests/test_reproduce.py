@@ -36,6 +36,36 @@ def test_budget_parsing_and_refusals(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_bad_data_and_out_folders_are_refused_before_the_first_stage(capsys, tmp_path):
+    """--data given a file listed every file 'missing' under it; --out a file or an unwritable path said only
+    'Not a directory' / 'No such file'; a damaged reproduce.json gave 'malformed JSON' without its name."""
+    from tokenmix.benchmarks.glue import get_glue_task
+    from tokenmix.reproduce.configs import SCALES
+    from tokenmix.reproduce.study import CORPUS, MARKER
+
+    data = tmp_path / "data"
+    (data / CORPUS).parent.mkdir(parents=True)
+    (data / CORPUS).write_bytes(b"")
+    for task in SCALES["tiny"]["glue_tasks"]:
+        (data / "glue" / get_glue_task(task).folder).mkdir(parents=True)
+    (tmp_path / "file.txt").write_text("keep me")
+    damaged = tmp_path / "study"
+    damaged.mkdir()
+    (damaged / MARKER).write_text('{"config": ')
+    args = ["reproduce", "--scale", "tiny", "--budget", "1h", "--data", str(data), "--out"]
+    cases = {str(tmp_path / "file.txt"): f"--out {tmp_path / 'file.txt'} is a file; give a folder",
+             "/proc/study": "--out /proc/study: cannot write to /proc/study",
+             str(damaged): f"{damaged / MARKER} is damaged (not the JSON record of a study); pass --overwrite"}
+    for out, expected in cases.items():
+        assert main([*args, out]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+    assert main([*args[:-3], "--data", str(tmp_path / "file.txt"), "--out", str(tmp_path / "r")]) == 1
+    assert f"--data {tmp_path / 'file.txt'} is not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file.txt", "study"]
+    assert (tmp_path / "file.txt").read_text() == "keep me" and (damaged / MARKER).read_text() == '{"config": '
+
+
 @pytest.mark.real_data
 @pytest.mark.skipif(not (SHARED / "glue" / "SST-2").is_dir(), reason="needs ../shared/data")
 def test_tiny_study_runs_every_stage_and_resumes(tmp_path, monkeypatch, capsys):

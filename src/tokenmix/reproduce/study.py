@@ -30,7 +30,7 @@ from typing import Any
 from tokenmix.bench.configs import SpeedBenchConfig
 from tokenmix.bench.speed import run_speed_benchmark
 from tokenmix.benchmarks.glue import get_glue_task
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, write_json
 from tokenmix.reproduce.configs import SCALES, ReproduceConfig
 from tokenmix.reproduce.writeup import write_report
 from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
@@ -48,6 +48,9 @@ MARKER = "reproduce.json"  # the study's configuration, start and end times, and
 
 def check_data(config: ReproduceConfig) -> None:
     root, scale = Path(config.data), SCALES[config.scale]
+    if not root.is_dir():  # rather than a list of every file missing under it
+        raise FileNotFoundError(f"--data {root} is not a folder; point it at a folder laid out like ../shared/data "
+                                f"(see its README)")
     missing = [str(root / CORPUS)] if not (root / CORPUS).is_file() else []
     folders = [root / "glue" / get_glue_task(t).folder for t in scale["glue_tasks"]]
     missing += [str(folder) for folder in folders if not folder.is_dir()]
@@ -56,19 +59,32 @@ def check_data(config: ReproduceConfig) -> None:
                                 f"like ../shared/data (see its README)")
 
 
+def _recorded_config(marker: Path) -> dict[str, Any] | None:
+    """The configuration a study's record holds, or None for a damaged record (cut short, edited by hand)."""
+    try:
+        previous = json.loads(marker.read_text())["config"]
+    except (ValueError, TypeError, KeyError):  # ValueError: not JSON, or not UTF-8
+        return None
+    return previous if isinstance(previous, dict) else None
+
+
 def claim_results_dir(config: ReproduceConfig) -> Path:
-    """Refuse a folder holding a study of another configuration, unless --overwrite."""
-    out = Path(config.out)
+    """Refuse a folder holding a study of another configuration (or a damaged record of one), unless
+    --overwrite, and a file or an unwritable folder, before the first stage."""
+    out = ensure_writable(config.out, directory=True, flag="--out")
     record = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "device", "out", "max_time")}
     record["models"] = list(record["models"])
     marker = out / MARKER
     if marker.is_file():
-        previous = json.loads(marker.read_text()).get("config")
+        previous = _recorded_config(marker)
+        if previous is None and not config.overwrite:
+            raise ValueError(f"{marker} is damaged (not the JSON record of a study); pass --overwrite to start the "
+                             f"study over, or choose another --out")
+        if previous is not None and previous != record and not config.overwrite:
+            diff = ", ".join(f"{k}: {previous.get(k)!r} -> {v!r}" for k, v in record.items() if previous.get(k) != v)
+            raise ValueError(f"{out} holds a study with another configuration ({diff}); pass --overwrite to delete "
+                             f"it, or choose another --out")
         if previous != record:
-            if not config.overwrite:
-                diff = ", ".join(f"{k}: {previous.get(k)!r} -> {v!r}" for k, v in record.items() if previous.get(k) != v)
-                raise ValueError(f"{out} holds a study with another configuration ({diff}); pass --overwrite to delete "
-                                 f"it, or choose another --out")
             shutil.rmtree(out)
     elif out.exists() and any(out.iterdir()) and not config.overwrite:
         raise ValueError(f"{out} is not empty and holds no study; choose another --out or pass --overwrite")
