@@ -270,6 +270,28 @@ def test_glue_command_writes_table_submissions_and_resumes(tmp_path, tokenizer_d
     assert (out / "stsb" / "metrics.json").stat().st_mtime_ns == stamp  # finished tasks are not redone
 
 
+def test_glue_refuses_repeated_tasks_and_taken_task_folders_before_training(tmp_path, capsys):
+    """--tasks sst2,sst2 trained sst2, then was refused at its second run; a later task's folder holding a
+    run was refused only after the tasks before it had trained; --out or --data-dir a file was unclear."""
+    taken = tmp_path / "glue" / "rte"
+    taken.mkdir(parents=True)
+    (taken / "fit_summary.json").write_text("{}\n")
+    (tmp_path / "file.txt").write_text("keep me")
+    args = ["glue", "--init", "scratch", "--preset", "tiny", "--data-dir", str(FIXTURES), "--device", "cpu"]
+    cases = [(["--tasks", "sst2,SST-2", "--out", str(tmp_path / "g")], "--tasks names sst2 twice; give each task once"),
+             (["--tasks", "mrpc,rte", "--out", str(tmp_path / "glue")], f"{taken} already holds a finished run"),
+             (["--tasks", "rte", "--out", str(tmp_path / "file.txt")], f"--out {tmp_path / 'file.txt'} is a file"),
+             (["--data-dir", str(tmp_path / "file.txt"), "--out", str(tmp_path / "g")],
+              f"--data-dir {tmp_path / 'file.txt'} is a file; point it at a folder")]
+    for extra, expected in cases:
+        assert main([*args, *extra]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "glue" / "mrpc" / "metrics.json").exists()
+    assert sorted(p.name for p in taken.iterdir()) == ["fit_summary.json"]
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+
+
 def test_finetune_from_a_pretrained_folder_keeps_the_encoder(tmp_path, tokenizer_dir):
     from tokenmix.io.checkpoint import save_pretrained
     from tokenmix.models.factory import create_model

@@ -21,20 +21,26 @@ from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_baselines, floor_cells, glue_average
 from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.superglue_metrics import superglue_average
-from tokenmix.io.files import atomic_write, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, write_json
 from tokenmix.reporting import paper
 from tokenmix.reporting.tables import render_table
 from tokenmix.text.classifier import TextClassifier
 from tokenmix.train.configs import FinetuneConfig, FinetuneOptions, GlueConfig
 from tokenmix.train.finetune import run_finetune
+from tokenmix.train.supervised import claim_sweep_dir
 
 
 def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
     if config.tasks:
-        return [get_adapter(benchmark, name).name for name in config.tasks]
+        chosen = [get_adapter(benchmark, name).name for name in config.tasks]
+        repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+        if repeated:  # the second run of a task would be refused only after the first had trained
+            raise ValueError(f"--tasks names {', '.join(repeated)} twice; give each task once")
+        return chosen
     root = Path(config.data_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"--data-dir {root} does not exist; point it at a folder in the official {benchmark} layout")
+        what = "is a file" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"--data-dir {root} {what}; point it at a folder in the official {benchmark} layout")
     names = glue.TASKS if benchmark == "glue" else superglue.BENCHMARK_TASKS
     found = []
     for name in names:
@@ -103,6 +109,9 @@ def _diagnostics(rte_dir: Path, data_dir: str, out: Path, submission_dir: Path) 
 
 def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
     out, tasks, submission = Path(config.out), _tasks(config, benchmark), Path(config.out) / "submission"
+    ensure_writable(out, directory=True, flag="--out")
+    for name in tasks:  # every task's folder now: one holding a run is refused before the tasks before it train
+        claim_sweep_dir(out / name, config)
     options = {f.name: getattr(config, f.name) for f in fields(FinetuneOptions)}
     results: dict[str, Any] = {}
     for name in tasks:
