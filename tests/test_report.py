@@ -167,7 +167,10 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "config.json").write_text('{"variant": "fnet"}')
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "cut" / "run").mkdir(parents=True)
+    (tmp_path / "cut" / "run" / "summary.json").write_text('{"model": "fnet", "heldout"')  # was "0 other JSON files"
     cases = [
+        (["report", str(tmp_path / "cut")], "(0 other JSON files; not valid JSON: run/summary.json)"),
         (["report", str(tmp_path / "missing")], "no such folder"),
         (["report", str(tmp_path / "afile")], "is a file"),
         (["report", str(tmp_path / "empty")], "no run summaries"),

@@ -203,8 +203,10 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     """Write ``report.md`` and the Pareto plots into ``config.out``; return what was written."""
     claim_outputs(config)  # an existing output is refused unless config.overwrite, before any work
     found = collect(config.runs_dir)
-    if not found.summaries:
-        raise ValueError(f"no run summaries under {found.root} ({found.skipped} other JSON files); expected "
+    if not found.summaries:  # a summary that is not valid JSON is named: it may be the one that was meant
+        damaged = f"; not valid JSON: {', '.join(found.unreadable[:3])}{', ...' if len(found.unreadable) > 3 else ''}"
+        raise ValueError(f"no run summaries under {found.root} ({found.skipped} other JSON files"
+                         f"{damaged if found.unreadable else ''}); expected "
                          f"summary.json of `tokenmix pretrain` or an LRA task, glue.json of `tokenmix glue`, or "
                          f"`tokenmix bench speed --json` output")
     out = Path(config.out)
