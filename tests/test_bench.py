@@ -127,6 +127,8 @@ def test_unknown_compare_rejected():
 @pytest.mark.parametrize("argv, needle", [
     (["bench", "speed", "--models", ""], "--models is empty; give at least one value, e.g. --models fnet,"),
     (["bench", "speed", "--mode", ""], "--mode is empty"),
+    (["bench", "speed", "--models", "fnet,bert,fnet", "--seq-lens", "8"], "--models names fnet twice; give each value once"),
+    (["bench", "speed", "--models", "fnet", "--seq-lens", "8,8"], "--seq-lens names 8 twice"),
     (["bench", "moe", "--mode", ""], "--mode is empty; give at least one value, e.g. --mode train,inference"),
     (["bench", "speed", "--preset", "huge"], "unknown preset 'huge'; choose one of tiny"),
     (["bench", "speed", "--fourier-impl", "fast"], "--fourier-impl 'fast' is not valid; choose one of auto, fft, matmul"),

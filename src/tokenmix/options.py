@@ -106,11 +106,16 @@ def check_ranges(config: Any) -> None:
 
 def require_values(config: Any, *names: str) -> None:
     """Refuse an empty list in the fields ``names`` of the dataclass ``config`` (``--models ""`` would measure
-    or train nothing and still succeed), with the field's default as the example of a value."""
+    or train nothing and still succeed), with the field's default as the example of a value, and a value
+    given twice (``--models fnet,fnet`` measured or trained it twice)."""
     fields = {f.name: f for f in dataclasses.fields(config)}
     for name in names:
-        if not getattr(config, name):
+        values = getattr(config, name)
+        if not values:
             f = fields[name]
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
             example = ",".join(map(str, default)) if isinstance(default, tuple) else default
             raise ValueError(f"{flag(name)} is empty; give at least one value, e.g. {flag(name)} {example}")
+        repeated = list(dict.fromkeys(v for v in values if list(values).count(v) > 1))
+        if repeated:
+            raise ValueError(f"{flag(name)} names {', '.join(map(str, repeated))} twice; give each value once")
