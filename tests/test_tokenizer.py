@@ -133,8 +133,15 @@ def test_non_utf8_input_names_the_byte_offset(tmp_path: Path) -> None:
         train(tmp_path, [tmp_path / "latin1.txt"])
 
 
+def test_a_corpus_too_small_for_the_vocabulary_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "small.txt").write_text("a cat sat on a mat\n")
+    tokenizer = Tokenizer.load(train(tmp_path, [tmp_path / "small.txt"], vocab_size=32000))
+    assert tokenizer.vocab_size < 100
+    assert f"the corpus gave {tokenizer.vocab_size} pieces, fewer than --vocab-size 32000" in capsys.readouterr().err
+
+
 def test_config_errors() -> None:
-    with pytest.raises(ValueError, match="vocab_size 5 is too small"):
+    with pytest.raises(ValueError, match="--vocab-size 5 is too small"):
         TokenizerTrainConfig(input=("a.txt",), out="tok", vocab_size=5)
     with pytest.raises(ValueError, match="no --input files given"):
         TokenizerTrainConfig(out="tok")

@@ -65,7 +65,7 @@ class TokenizerTrainConfig:
             raise ValueError("missing --out; name the folder to write tokenizer.json into, e.g. --out tokenizer")
         check_ranges(self)
         if self.vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size {self.vocab_size} is too small: the special tokens {' '.join(SPECIAL_TOKENS)} "
+            raise ValueError(f"--vocab-size {self.vocab_size} is too small: the special tokens {' '.join(SPECIAL_TOKENS)} "
                              f"alone take {len(SPECIAL_TOKENS)} ids; use e.g. --vocab-size 32000")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,12 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
     _canonical_order(backend)
     tokens = dict(zip(ROLES, SPECIAL_TOKENS))
     _sentencepiece_style(backend, tokens)
-    return Tokenizer(backend, tokens).save(config.out)
+    tokenizer = Tokenizer(backend, tokens)
+    if tokenizer.vocab_size < config.vocab_size:  # a model sized by --vocab-size would carry unused rows
+        print(f"tokenmix: note: the corpus gave {tokenizer.vocab_size} pieces, fewer than --vocab-size "
+              f"{config.vocab_size}: train on more text, or size models by the tokenizer's vocabulary",
+              file=sys.stderr)
+    return tokenizer.save(config.out)
 
 
 def _canonical_order(backend: Any) -> None:
