@@ -82,6 +82,19 @@ def test_corrupt_weights_file(tmp_path):
         tokenmix.load_pretrained(tmp_path)
 
 
+def test_a_damaged_config_or_task_file_is_named(tmp_path):
+    """A JSON file cut short (or not text at all) is named with its fix, not reported as bare 'malformed JSON'."""
+    from tokenmix.text.classifier import TextClassifier
+
+    tiny("fnet").save_pretrained(tmp_path)
+    (tmp_path / "task.json").write_text('{"labels": ["a", ')
+    with pytest.raises(ValueError, match=r"task.json is not valid JSON \(Expecting value: line 1 column 18"):
+        TextClassifier.from_pretrained(tmp_path, device="cpu")
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match=r"config.json is not a JSON text file; re-save the model"):
+        tokenmix.load_pretrained(tmp_path)
+
+
 def test_foreign_config_and_pickle_only_folder(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "fnet", "hidden_size": 8}))
     with pytest.raises(ValueError, match="convert from-hf"):

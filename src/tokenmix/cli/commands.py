@@ -16,6 +16,7 @@ from typing import Any
 
 from tokenmix.bench.configs import MoEBenchConfig, ScalingBenchConfig, SpeedBenchConfig
 from tokenmix.io.configs import ConvertConfig, OfficialConvertConfig, OnnxExportConfig
+from tokenmix.io.files import read_json
 from tokenmix.lra.configs import LRAEvalConfig, LRARunConfig, LRASpeedConfig, LRATableConfig
 from tokenmix.options import OVERWRITE_HELP, option
 from tokenmix.reporting.configs import ReportConfig
@@ -116,7 +117,7 @@ def cmd_data_prepare(config: DataPrepareConfig) -> None:
     from tokenmix.text.prepare import prepare_data
 
     out = prepare_data(config)
-    meta = json.loads((out / "meta.json").read_text())
+    meta = read_json(out / "meta.json")
     print(json.dumps({split: meta["splits"][split] for split in meta["splits"]}, indent=2))
     print(f"wrote {out}")
 

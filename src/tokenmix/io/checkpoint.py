@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tokenmix.io.files import atomic_write
+from tokenmix.io.files import atomic_write, read_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.registry import list_models
 from tokenmix.version import __version__
@@ -78,10 +78,7 @@ def _model_folder_fix(path: Path, hugging_face: bool) -> str:
 
 
 def read_config(directory: Path) -> ModelConfig:
-    try:
-        data = json.loads((directory / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{directory / CONFIG_NAME} is not valid JSON ({err}); re-save the model") from None
+    data = read_json(directory / CONFIG_NAME, fix="re-save the model")
     if data.pop("format", None) != "tokenmix":
         raise ValueError(f"{directory / CONFIG_NAME} is not a tokenmix config; "
                          f"{_model_folder_fix(directory, 'model_type' in data)}")

@@ -36,6 +36,18 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     return path
 
 
+def read_json(path: str | Path, fix: str = "repair it, or make it again with the command that wrote it") -> Any:
+    """A JSON file's content; a damaged one (cut short by a kill, edited by hand) is an error naming the
+    file and ``fix``, where a bare decode error would leave the user to guess which file it was."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a JSON text file; {fix}") from None
+
+
 def write_json(path: str | Path, payload: object) -> Path:
     """Indented JSON, written atomically (parent folders created): a results or summary file is
     never left half-written."""

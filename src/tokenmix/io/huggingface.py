@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from tokenmix.io.checkpoint import CONFIG_NAME, find_model_dir, load_model, load_weights, read_safetensors
-from tokenmix.io.files import atomic_write, cache_dir, claim_output
+from tokenmix.io.files import atomic_write, cache_dir, claim_output, read_json
 from tokenmix.io.hub import is_hub_id, resolve_model_source
 from tokenmix.models import heads  # noqa: F401  (registers the head classes that build() picks from)
 from tokenmix.models.config import ModelConfig
@@ -88,13 +88,6 @@ def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], hf_nam
     return out, unmatched
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-
-
 def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return read_safetensors(path)
@@ -114,7 +107,7 @@ def _read_hf_weights(src: Path) -> dict[str, torch.Tensor]:
             continue
         if not name.endswith(".index.json"):
             return _read_weight_file(path)
-        weight_map = _read_json(path).get("weight_map")
+        weight_map = read_json(path).get("weight_map")
         if not isinstance(weight_map, dict):
             raise ValueError(f"{path} has no 'weight_map'; it is not a sharded checkpoint index")
         state: dict[str, torch.Tensor] = {}
@@ -177,7 +170,7 @@ def from_huggingface(src: str | Path, dst: str | Path, overwrite: bool = False) 
         raise FileNotFoundError(f"no config.json in {src}")
     if dst.resolve() == src.resolve():
         raise ValueError(f"convert from-hf would overwrite its source {src}; pick another destination")
-    config = _config_from_hf(_read_json(src / "config.json"), src)
+    config = _config_from_hf(read_json(src / "config.json"), src)
     state = _read_hf_weights(src)
     prefix = "" if config.head == "none" else "fnet."
     decoder = state.get("cls.predictions.decoder.weight")
@@ -250,7 +243,7 @@ def to_huggingface(src: str | Path, dst: str | Path, overwrite: bool = False) ->
 def is_huggingface_folder(folder: Path) -> bool:
     """A ``save_pretrained`` folder of transformers (its config.json names a ``model_type``)."""
     try:
-        return "model_type" in _read_json(folder / CONFIG_NAME)
+        return "model_type" in read_json(folder / CONFIG_NAME)
     except (OSError, ValueError):
         return False
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from torch import nn
 
 from tokenmix.io.checkpoint import find_model_dir, read_config
 from tokenmix.io.configs import OnnxExportConfig
-from tokenmix.io.files import atomic_write, claim_output
+from tokenmix.io.files import atomic_write, claim_output, read_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
@@ -98,7 +97,7 @@ def load_for_export(model_dir: Path, config: OnnxExportConfig) -> tuple[OnnxWrap
         notes.append(f"{why} is length-specific: the graph takes sequences of exactly {seq_len} tokens "
                      f"(pad shorter inputs; re-export with --seq-len N for another length)")
     task = model_dir / "task.json"  # written by `tokenmix finetune`
-    if task.is_file() and json.loads(task.read_text()).get("length_buckets") is not None:
+    if task.is_file() and read_json(task).get("length_buckets") is not None:
         notes.append(f"this classifier was fine-tuned with length buckets: the graph matches `tokenmix predict` for "
                      f"inputs whose bucket is {seq_len} tokens; export one file per bucket length you serve (inputs "
                      f"padded further than their bucket are valid but get slightly different outputs)")

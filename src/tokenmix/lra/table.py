@@ -5,13 +5,12 @@ size than LRA's official schedule is marked, so a CPU-budget run is not mistaken
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tokenmix.io.files import atomic_write, claim_outputs, write_json
+from tokenmix.io.files import atomic_write, claim_outputs, read_json, write_json
 from tokenmix.lra.configs import LRATableConfig
 from tokenmix.lra.pathfinder import GENERATOR_VERSION
 from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS, lra_model_config
@@ -29,7 +28,7 @@ def summaries(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         if not root.exists():
             raise FileNotFoundError(f"no such run directory: {root}")
         for path in sorted([root] if root.is_file() else root.rglob(SUMMARY)):
-            record = json.loads(path.read_text())
+            record = read_json(path)
             if record.get("kind") == "lra":
                 found.append({**record, "path": str(path.parent)})
     return found
@@ -135,7 +134,7 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
             if short:
                 notes.append(f"{model} {TASKS[name].title}: " + ", ".join(short))
             if (transfer := Path(record["path"]) / TRANSFER).is_file():
-                t = json.loads(transfer.read_text())
+                t = read_json(transfer)
                 notes.append(f"{model} {TASKS[name].title} on {t['examples']:,} examples made elsewhere ({TRANSFER}, "
                              f"split {t['split']}): {100 * t['accuracy']:.2f}% (majority class {100 * t['majority_baseline']:.1f}%)")
         lines.append(row(model, scores, marks))

@@ -12,7 +12,6 @@ budget shares or fixed budgets per model, the pretraining recipe, fine-tuning se
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 from tokenmix.bench.configs import SpeedBenchConfig
 from tokenmix.bench.speed import run_speed_benchmark
 from tokenmix.benchmarks.glue import get_glue_task
-from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, read_json, write_json
 from tokenmix.reproduce.configs import SCALES, ReproduceConfig
 from tokenmix.reproduce.writeup import write_report
 from tokenmix.text.configs import DataPrepareConfig, TokenizerTrainConfig
@@ -62,7 +61,7 @@ def check_data(config: ReproduceConfig) -> None:
 def _recorded_config(marker: Path) -> dict[str, Any] | None:
     """The configuration a study's record holds, or None for a damaged record (cut short, edited by hand)."""
     try:
-        previous = json.loads(marker.read_text())["config"]
+        previous = read_json(marker)["config"]
     except (ValueError, TypeError, KeyError):  # ValueError: not JSON, or not UTF-8
         return None
     return previous if isinstance(previous, dict) else None
@@ -118,7 +117,7 @@ class Stages:
         entry = {"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)}
         self.log.append(entry)
         # recorded at once: a study runs in chunks, and an invocation cut short keeps the stages it finished
-        marker = json.loads((self.out / MARKER).read_text())
+        marker = read_json(self.out / MARKER)
         marker["stages"] = [*(e for e in marker.get("stages", []) if e["stage"] != name), entry]
         write_json(self.out / MARKER, marker)
 
@@ -212,7 +211,7 @@ def run_reproduce(config: ReproduceConfig) -> Path:
             print(f"[reproduce] --max-time {config.max_time:g} s reached: the stage in progress was checkpointed; "
                   f"rerun the same command to continue", file=sys.stderr)
             stages = None
-    marker = json.loads((out / MARKER).read_text())
+    marker = read_json(out / MARKER)
     if stages is not None and ("finished" not in marker or any(e["status"] == "ran" for e in stages.log)):
         marker["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         write_json(out / MARKER, marker)

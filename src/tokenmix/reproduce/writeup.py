@@ -19,7 +19,7 @@ from scipy import stats
 from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_baselines, floor_cells, glue_average
 from tokenmix.devices import device_name, resolve_device
-from tokenmix.io.files import atomic_write
+from tokenmix.io.files import atomic_write, read_json
 from tokenmix.reporting import paper
 from tokenmix.reporting.pareto import Point, pareto_front, plot_pareto
 from tokenmix.reporting.tables import render_table
@@ -28,7 +28,7 @@ from tokenmix.version import __version__
 
 
 def _load(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _ratio(value: float | None, reference: float | None) -> str:
@@ -68,9 +68,9 @@ def ratio_interval(values: list[float], reference: list[float], level: float = 0
 def load_glue(out: Path, model: str) -> dict[str, Any] | None:
     """A model's GLUE results over its fine-tuning seeds (``glue/MODEL/seed_*/glue.json``; an older
     study's single ``glue/MODEL/glue.json`` counts as one seed): per-task and average mean and sd."""
-    runs = [json.loads(p.read_text()) for p in sorted((out / "glue" / model).glob("seed_*/glue.json"))]
+    runs = [read_json(p) for p in sorted((out / "glue" / model).glob("seed_*/glue.json"))]
     legacy = out / "glue" / model / "glue.json"
-    runs = runs or ([json.loads(legacy.read_text())] if legacy.is_file() else [])
+    runs = runs or ([read_json(legacy)] if legacy.is_file() else [])
     if not runs:
         return None
     tasks = [t for t in runs[0]["scores"] if all(t in r["scores"] for r in runs)]
@@ -194,7 +194,7 @@ def _pretraining(models: list[str], runs: dict[str, Any], at_step: tuple[int, di
 
 def _fine_tuning_steps(out: Path, model: str) -> str:
     """Mean optimizer steps per fine-tuning run: under a time share the slower models get fewer."""
-    steps = [json.loads(p.read_text())["steps"] for p in (out / "glue" / model).rglob("fit_summary.json")]
+    steps = [read_json(p)["steps"] for p in (out / "glue" / model).rglob("fit_summary.json")]
     return f"{sum(steps) / len(steps):.0f}" if steps else "-"
 
 

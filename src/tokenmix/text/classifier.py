@@ -9,7 +9,6 @@ padding rule it was trained with, and refuses a replaced tokenizer or inputs of 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from tokenmix.benchmarks.custom import label_value
 from tokenmix.benchmarks.examples import Example
 from tokenmix.devices import autocast, resolve_device
 from tokenmix.io.checkpoint import find_model_dir
-from tokenmix.io.files import claim_outputs, write_json
+from tokenmix.io.files import claim_outputs, read_json, write_json
 from tokenmix.models.factory import load_pretrained
 from tokenmix.text.configs import PredictConfig
 from tokenmix.text.pairs import PairBatches, encode, predict_logits
@@ -77,7 +76,7 @@ class TextClassifier:
         if not (directory / TASK_FILE).is_file():
             raise ValueError(f"{directory} is not a fine-tuned classifier (no {TASK_FILE}); fine-tune one with "
                              f"`tokenmix finetune` or `tokenmix glue`")
-        task = json.loads((directory / TASK_FILE).read_text())
+        task = read_json(directory / TASK_FILE)
         check_task_tokenizer(directory, task)
         model = load_pretrained(directory).to(resolve_device(device))
         return cls(model, Tokenizer.load(directory), task["labels"], task["max_seq_len"], task["fixed_length"],

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, read_json, write_json
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.corpus import check_inputs, read_documents
 from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
@@ -134,12 +133,12 @@ def _check_output(out: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | No
     for name in ("meta.json", "fingerprint.json"):
         path = out / name
         if path.is_file():
-            recorded = json.loads(path.read_text()).get("fingerprint", {})
+            recorded = read_json(path).get("fingerprint", {})
             for key, text in what.items():
                 if recorded.get(key) != fingerprint[key]:
                     raise ValueError(f"{out} holds data prepared from {text}; remove that folder or choose another "
                                      "--out to prepare this data")
-            return json.loads(path.read_text()) if name == "meta.json" else None
+            return read_json(path) if name == "meta.json" else None
     if any((out / split).exists() for split in SPLITS):
         raise ValueError(f"{out} holds train/ or heldout/ data of unknown origin (no meta.json); remove that folder or "
                          "choose another --out")
@@ -156,7 +155,7 @@ def recorded_path(value: str | Path, folder: Path) -> Path:
 def data_tokenizer(data_dir: str | Path) -> Path:
     """The tokenizer that the prepared data in ``data_dir`` was made with, checked against the sha256
     recorded then: a tokenizer replaced since would give its token ids other meanings."""
-    meta = json.loads((Path(data_dir) / "meta.json").read_text())
+    meta = read_json(Path(data_dir) / "meta.json")
     path = recorded_path(meta["config"]["tokenizer"], Path(data_dir))
     if not path.exists():
         raise FileNotFoundError(f"the tokenizer {path} of the data in {data_dir} is not there (moved, or a path "

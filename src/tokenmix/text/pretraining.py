@@ -22,13 +22,13 @@ non-special token, 10% unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tokenmix.io.files import read_json
 from tokenmix.text.pairs import truncate_pair
 from tokenmix.text.prepare import FORMAT, KINDS, SPLITS, prepare_command
 from tokenmix.train.configs import PretrainingDataConfig
@@ -46,7 +46,7 @@ class PretrainingDataset:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: {directory} is not a finished data preparation; prepare "
                                     f"it first with {prepare_command(directory)}")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_json(meta_path)
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path} has format {self.meta.get('format')!r}, expected {FORMAT!r}; prepare the data "
                              f"again into a new folder with {prepare_command('NEW_DIR')}")

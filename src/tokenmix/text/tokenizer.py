@@ -24,7 +24,7 @@ from tokenizers import Tokenizer as Backend
 from tokenizers.models import Unigram
 from tqdm.auto import tqdm
 
-from tokenmix.io.files import atomic_write, claim_output, write_json
+from tokenmix.io.files import atomic_write, claim_output, read_json, write_json
 from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig
 from tokenmix.text.corpus import check_inputs, read_documents
 
@@ -197,7 +197,7 @@ class Tokenizer:
         if not path.is_dir():
             raise FileNotFoundError(f"tokenizer folder {path} does not exist; train one with `tokenmix tokenizer train`")
         if (path / "tokenizer.json").is_file():
-            meta = json.loads((path / "tokenizer_config.json").read_text()) if (path / "tokenizer_config.json").is_file() else {}
+            meta = read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
             names = {r: meta[f"{r}_token"] for r in ROLES if meta.get(f"{r}_token")}  # transformers may store dicts
             tokens = {r: t["content"] if isinstance(t, dict) else str(t) for r, t in names.items()}
             return cls(_read_backend(path / "tokenizer.json"), tokens)

@@ -11,7 +11,6 @@ as stale and recomputed, so the teacher never runs twice over the same data.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -27,7 +26,7 @@ from torch import nn
 from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.devices import resolve_device
 from tokenmix.io.checkpoint import find_model_dir
-from tokenmix.io.files import atomic_write, file_sha256, write_json
+from tokenmix.io.files import atomic_write, file_sha256, read_json, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.models.factory import load_pretrained
 from tokenmix.models.heads import TokenMixForSequenceClassification
@@ -121,7 +120,7 @@ def run_distill(config: DistillConfig) -> dict[str, Any]:
         raise ValueError(f"{teacher_dir} is not a fine-tuned model (no {TASK_FILE}); fine-tune a teacher first")
     teacher = TextClassifier.from_pretrained(teacher_dir, device=config.device)
     assert isinstance(teacher.model, TokenMixPreTrainedModel)  # what from_pretrained loads; TextClassifier types any module
-    _check_pair(config, teacher_dir, json.loads((teacher_dir / TASK_FILE).read_text()), teacher.tokenizer)
+    _check_pair(config, teacher_dir, read_json(teacher_dir / TASK_FILE), teacher.tokenizer)
 
     probe, make_model = reuse_first(lambda: build_task_model(config, adapter.num_labels, adapter.is_regression,
                                                              teacher.tokenizer.vocab_size, teacher.tokenizer.pad_id))

@@ -12,7 +12,6 @@ dev split; predictions files and ``metrics.json`` are written from the same arra
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from tokenmix.benchmarks.adapters import get_adapter
 from tokenmix.benchmarks.custom import TableAdapter, TableColumns
 from tokenmix.devices import resolve_device
 from tokenmix.io.checkpoint import find_model_dir
-from tokenmix.io.files import write_json
+from tokenmix.io.files import read_json, write_json
 from tokenmix.io.huggingface import local_model_dir
 from tokenmix.models.config import parse_overrides
 from tokenmix.models.factory import build_model, load_pretrained
@@ -42,14 +41,14 @@ from tokenmix.train.supervised import claim_sweep_dir, fit_sweep
 def stored_tokenizer(folder: Path) -> Any:
     """The tokenizer saved in a model folder; a fine-tuned one's is checked against its ``task.json``."""
     if (folder / TASK_FILE).is_file():
-        check_task_tokenizer(folder, json.loads((folder / TASK_FILE).read_text()))
+        check_task_tokenizer(folder, read_json(folder / TASK_FILE))
     return Tokenizer.load(folder)
 
 
 def run_tokenizer(run_dir: Path) -> Any | None:
     """The tokenizer a pretraining run's data was prepared with (None when the data is not there),
     checked against the sha256 the run recorded (runs before this version record none)."""
-    record = json.loads((run_dir / "train_config.json").read_text())
+    record = read_json(run_dir / "train_config.json")
     data = recorded_path(record["data"], run_dir) if record.get("data") else None
     if data is None or not (data / "meta.json").is_file():
         return None

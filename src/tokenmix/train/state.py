@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from tokenmix.io.checkpoint import read_config, read_safetensors, save_weights
-from tokenmix.io.files import LOCK_NAME, ensure_writable, file_sha256, write_json
+from tokenmix.io.files import LOCK_NAME, ensure_writable, file_sha256, read_json, write_json
 from tokenmix.models.config import ModelConfig
 from tokenmix.text.prepare import recorded_path
 
@@ -226,7 +226,7 @@ def finished_summary(run_dir: Path, resume: bool, record: dict[str, Any], name: 
     refuse_changed_settings(run_dir, record)
     print(f"tokenmix: note: the run in {run_dir} has finished; nothing to resume (its {name} is kept as it is)",
           file=sys.stderr)
-    summary: dict[str, Any] = json.loads(path.read_text())
+    summary: dict[str, Any] = read_json(path)
     return summary
 
 

@@ -10,7 +10,6 @@ finished tasks are read back instead of retrained.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from tokenmix.benchmarks.glue import GLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_baselines, floor_cells, glue_average
 from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.superglue_metrics import superglue_average
-from tokenmix.io.files import atomic_write, ensure_writable, write_json
+from tokenmix.io.files import atomic_write, ensure_writable, read_json, write_json
 from tokenmix.reporting import paper
 from tokenmix.reporting.tables import render_table
 from tokenmix.text.classifier import TextClassifier
@@ -117,7 +116,7 @@ def run_suite(config: GlueConfig, benchmark: str) -> dict[str, Any]:
     for name in tasks:
         task_out = out / name
         if config.resume and (task_out / "metrics.json").is_file():
-            results[name] = json.loads((task_out / "metrics.json").read_text())
+            results[name] = read_json(task_out / "metrics.json")
             continue
         adapter = get_adapter(benchmark, name)
         has_tests = any(adapter.has(config.data_dir, split) for split in adapter.test_splits)

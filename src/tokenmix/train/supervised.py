@@ -24,7 +24,7 @@ from torch import nn
 
 from tokenmix.devices import device_name, resolve_device
 from tokenmix.io.checkpoint import save_weights
-from tokenmix.io.files import FolderLock, write_json
+from tokenmix.io.files import FolderLock, read_json, write_json
 from tokenmix.models.encoder import TokenMixPreTrainedModel
 from tokenmix.train.configs import FitConfig
 from tokenmix.train.distributed import DistributedContext
@@ -120,7 +120,7 @@ def fit_sweep(make_model: Callable[[], TokenMixPreTrainedModel], batches: Batche
     for lr in config.lr:
         run_dir = out if len(config.lr) == 1 else out / f"lr_{lr:g}"
         if config.resume and (run_dir / FINISHED).is_file():
-            runs[f"{lr:g}"] = json.loads((run_dir / FINISHED).read_text())
+            runs[f"{lr:g}"] = read_json(run_dir / FINISHED)
             continue
         runs[f"{lr:g}"] = fit(make_model(), batches, steps_per_epoch, evaluate, replace(config, lr=(lr,)), run_dir,
                               metric, greater_is_better, desc, loss_fn)
