@@ -296,6 +296,16 @@ def test_predict_file_errors_name_the_real_line(tmp_path):
     assert read_inputs(str(tmp_path / "bom.txt")) == [("hello",)]
 
 
+def test_an_input_refused_as_it_is_read_is_one_line_without_a_progress_bar(capsys, tmp_path):
+    import gzip
+
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(b"a short corpus\n" * 100)[:30])  # a gzip file cut short
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "cut.gz"), "--out", str(tmp_path / "tok")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"tokenmix: error: {tmp_path / 'cut.gz'}: not a valid gzip file (Compressed file ended before the end-of-stream "
+        f"marker was reached); decompress it or fix the file"]
+
+
 def test_predict_file_dash_reads_standard_input(monkeypatch):
     import io
     import types

@@ -16,13 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from tokenmix.bench import speed
 from tokenmix.bench.configs import ScalingBenchConfig
 from tokenmix.bench.measure import fit_exponent
 from tokenmix.devices import resolve_device
 from tokenmix.io.files import atomic_write, claim_outputs, write_json
+from tokenmix.progress import Progress
 from tokenmix.reporting.tables import mib, render_table
 
 
@@ -59,7 +58,7 @@ def run_scaling_benchmark(config: ScalingBenchConfig) -> dict[str, Any]:
     steps = config.warmup + config.repeats + 1  # + the FLOP-counting step
     records = []
     jobs = [(m, b) for b in config.batch_sizes for m in config.models]
-    with tqdm(total=len(jobs) * len(config.seq_lens), desc="scaling", unit="config") as bar:
+    with Progress(total=len(jobs) * len(config.seq_lens), desc="scaling", unit="config") as bar:
         for model, batch in jobs:
             speed_config, stop = config.speed_config(batch), None
             done: list[dict[str, Any]] = []

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from tokenmix.bench.configs import MODES, PEERS, SpeedBenchConfig
 from tokenmix.bench.flops import count_matmul_flops, matmul_precision, peak_tflops
@@ -35,6 +34,7 @@ from tokenmix.io.files import atomic_write, claim_outputs, write_json
 from tokenmix.models.factory import build_model
 from tokenmix.models.mixing.autotune import choices
 from tokenmix.models.registry import make_config
+from tokenmix.progress import Progress
 from tokenmix.reporting.tables import mib, render_table
 from tokenmix.train.optim import adamw
 
@@ -180,7 +180,7 @@ def run_speed_benchmark(config: SpeedBenchConfig) -> list[dict[str, Any]]:
         require_transformers()
     jobs = [(m, n, mode, p) for mode in config.mode for n in config.seq_lens for m in config.subjects for p in config.precision]
     results: dict[tuple, list[dict[str, Any]]] = {job: [] for job in jobs}
-    with tqdm(total=len(jobs) * config.rounds, desc="bench", unit="config") as bar:
+    with Progress(total=len(jobs) * config.rounds, desc="bench", unit="config") as bar:
         for round_index in range(config.rounds):
             for job in jobs:
                 bar.set_postfix_str(f"{job[0]} L={job[1]} {job[2]} {job[3]}" + (f" round {round_index + 1}" if config.rounds > 1 else ""))

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tokenmix.io.files import atomic_write
 from tokenmix.lra.splits import DataOptions, Split, cache_key, cached, make_padder, parse_label, read_tsv
 from tokenmix.lra.tasks import TaskSpec
+from tokenmix.progress import Progress
 
 OPERATORS: dict[str, Callable[[list[int]], int]] = {
     "MAX": max,
@@ -228,7 +228,7 @@ def generate_files(out_dir: Path, seed: int, sizes: dict[str, int]) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     paths = {}
-    with tqdm(total=sum(sizes.values()), desc="generating ListOps", unit="ex") as bar:
+    with Progress(total=sum(sizes.values()), desc="generating ListOps", unit="ex") as bar:
         for split_index, (split, size) in enumerate(sizes.items()):
             lines = ["Source\tTarget"]
             for chunk, start in enumerate(range(0, size, _CHUNK)):

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from tokenmix.lra.image import to_gray
 from tokenmix.lra.splits import DataOptions, Split, cache_key, cached, make_padder
 from tokenmix.lra.tasks import BYTE_OFFSET, DIFFICULTY, TaskSpec
+from tokenmix.progress import Progress
 
 OFFICIAL_DIRS = {"easy": "curv_baseline", "intermediate": "curv_contour_length_9", "hard": "curv_contour_length_14"}
 SIZES = {"train": 160_000, "val": 20_000, "test": 20_000}  # the LRA split of 200k images
@@ -336,7 +336,7 @@ def _generate_range(size: int, contour_length: int, seed: int, split_index: int,
                      for i in range(start, stop)])
 
 
-def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: tqdm | None = None,
+def generate_split(size: int, difficulty: str, n: int, seed: int, split_index: int, progress: Progress | None = None,
                    workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [n, size, size], labels [n]); balanced labels, image i from seed (seed, split, i),
     so ``workers`` processes drawing chunks give the same images as one."""
@@ -395,7 +395,7 @@ def load(task: TaskSpec, options: DataOptions, splits: Sequence[str]) -> dict[st
             raw = dict(zip(("train", "val", "test"), zip(np.split(images, cut), np.split(labels, cut))))
         else:
             raw = {}
-            with tqdm(total=sum(sizes[s] for s in splits), desc=f"generating {task.name}", unit="img") as bar:
+            with Progress(total=sum(sizes[s] for s in splits), desc=f"generating {task.name}", unit="img") as bar:
                 for split in splits:
                     raw[split] = generate_split(size, options.difficulty, sizes[split], options.seed,
                                                  list(SIZES).index(split), bar, options.workers)

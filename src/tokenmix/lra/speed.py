@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
 from tokenmix.bench.measure import PeakMemory, fit_exponent, median, report_progress, resource_error, run_isolated
 from tokenmix.devices import autocast, device_name, precision_name, resolve_device, resolve_precision, synchronize
@@ -38,6 +37,7 @@ from tokenmix.models.encoder import EncoderOutput
 from tokenmix.models.factory import build_model
 from tokenmix.models.heads import TokenMixForLRA
 from tokenmix.models.layers import Embeddings
+from tokenmix.progress import Progress
 from tokenmix.reporting.tables import mib
 from tokenmix.train.optim import adamw
 
@@ -146,7 +146,7 @@ def run_speed_table(config: LRASpeedConfig) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     failed: dict[str, dict[str, Any]] = {}
     isolate = resolve_device(config.device).type == "cpu"
-    with tqdm(total=len(available) * len(config.seq_lens), desc="lra speed", unit="config") as bar:
+    with Progress(total=len(available) * len(config.seq_lens), desc="lra speed", unit="config") as bar:
         for seq_len in sorted(config.seq_lens):
             for spec in available:
                 bar.set_postfix_str(f"{spec} L={seq_len}")

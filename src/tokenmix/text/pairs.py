@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from tokenmix.benchmarks.examples import Example
 from tokenmix.models.config import ModelConfig
 from tokenmix.models.mixing.registry import is_length_dependent, mixes_any_length
+from tokenmix.progress import Progress
 from tokenmix.text.configs import parse_length_buckets
 from tokenmix.text.tokenizer import Tokenizer
 
@@ -178,7 +178,7 @@ def predict_logits(model: torch.nn.Module, batches: PairBatches, progress: bool 
     shows a progress bar over the examples."""
     device = next(model.parameters()).device
     rows: list[Any] = [None] * len(batches.data.input_ids)
-    bar = tqdm(total=len(rows), desc="predict", unit="ex", dynamic_ncols=True, disable=not progress)
+    bar = Progress(total=len(rows), desc="predict", unit="ex", dynamic_ncols=True, disable=not progress)
     with torch.inference_mode(), bar:
         for indices, batch in batches.ordered():
             bar.update(len(indices))

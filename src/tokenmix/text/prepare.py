@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from tokenmix.io.files import atomic_write, ensure_writable, read_json, write_json
+from tokenmix.progress import Progress
 from tokenmix.text.configs import DataPrepareConfig
 from tokenmix.text.corpus import check_inputs, read_documents
 from tokenmix.text.tokenizer import Tokenizer, check_tokenizer, tokenizer_sha256
@@ -212,7 +212,7 @@ def prepare_data(config: DataPrepareConfig) -> Path:
 
     writers = {split: _ShardWriter(out / split, dtype, config.shard_tokens, before_write) for split in SPLITS}
     index = 0
-    with tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, unit_divisor=1024,
+    with Progress(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, unit_divisor=1024,
               desc="tokenizing", disable=None) as bar:
         documents = (doc for path in paths for doc in read_documents(path, advance=bar.update))
         while True:

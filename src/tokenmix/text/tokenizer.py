@@ -22,9 +22,9 @@ from typing import Any
 from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import Unigram
-from tqdm.auto import tqdm
 
 from tokenmix.io.files import atomic_write, claim_output, read_json, write_json
+from tokenmix.progress import Progress
 from tokenmix.text.configs import SPECIAL_TOKENS, TokenizerTrainConfig
 from tokenmix.text.corpus import check_inputs, read_documents
 
@@ -77,7 +77,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> Path:
         max_piece_length=config.max_piece_length, seed_size=config.seed_size,
         shrinking_factor=config.shrinking_factor, n_sub_iterations=config.n_sub_iterations)
     total = sum(Path(p).stat().st_size for p in config.input)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="reading", mininterval=0.5) as bar:
+    with Progress(total=total, unit="B", unit_scale=True, desc="reading", mininterval=0.5) as bar:
         batches = (b for path in config.input for b in _read_batches(path, config.text_field, bar))
         first = next(batches, None)
         if first is None:

@@ -38,12 +38,12 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from tokenmix.bench.measure import PeakMemory
 from tokenmix.devices import autocast, synchronize
 from tokenmix.io.files import atomic_write
 from tokenmix.models.encoder import TokenMixPreTrainedModel
+from tokenmix.progress import Progress
 from tokenmix.train.distributed import DistributedContext, gradient_sync, wrap_model
 from tokenmix.train.optim import adamw
 from tokenmix.train.state import (
@@ -258,7 +258,7 @@ class Engine:
         synchronize(context.device)
         self.model.train()
         with PeakMemory(context.device) as peak, StopSignal() as signal, \
-                tqdm(total=total, initial=self.step, desc=settings.desc, unit="step", dynamic_ncols=True,
+                Progress(total=total, initial=self.step, desc=settings.desc, unit="step", dynamic_ncols=True,
                      disable=not context.is_main) as bar:
             while stop_reason is None:
                 step_start = time.perf_counter()
@@ -308,7 +308,7 @@ class Engine:
         if self.run_dir is not None and self.saved_at != self.step and (_due(self.step, settings.save_every) or stopping):
             self.save(state())
 
-    def _log(self, bar: tqdm, means: dict[str, float], steps_per_s: float, elapsed: float) -> None:
+    def _log(self, bar: Progress, means: dict[str, float], steps_per_s: float, elapsed: float) -> None:
         settings = self.settings
         entry: dict[str, Any] = {"step": self.step, "split": "train", **means,
                                  "lr": self.optimizer.param_groups[0]["lr"], "steps_per_s": steps_per_s}
