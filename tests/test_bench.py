@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -257,6 +258,26 @@ def test_isolated_process_memory_cap_and_time_limit():
     with pytest.raises(TimeoutError) as err:
         run_isolated(_sleep, 30, timeout=0.5)
     assert resource_error(err.value) == "time budget"
+
+
+def _progress_bar() -> int:
+    from tokenmix.progress import Progress
+
+    with Progress(total=3, delay=0) as bar:
+        bar.update(3)
+    return 3
+
+
+def test_a_progress_bar_in_the_isolated_process_leaks_no_semaphore(tmp_path):
+    """tqdm's process-shared lock, made in a spawned child, used to outlive it: every `tokenmix demo` ended
+    with the resource tracker's 'leaked semaphore objects' warning."""
+    import subprocess
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_bench; "
+            f"from tokenmix.bench.measure import run_isolated; print(run_isolated(test_bench._progress_bar))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+    assert "3/3" in done.stderr and "leaked" not in done.stderr
 
 
 def test_isolated_process_errors_are_errors_not_out_of_memory(monkeypatch):

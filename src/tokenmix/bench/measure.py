@@ -21,6 +21,7 @@ import resource
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from tokenmix.devices import synchronize
 
@@ -214,6 +216,11 @@ def _portable(err: BaseException) -> BaseException:
 def _child(conn: Connection, parent: int, payload: bytes, memory_limit: int | None) -> None:
     global _to_parent
     die_with_parent(parent)
+    # A spawned child's multiprocessing objects are of the spawn kind, which the parent's resource tracker
+    # follows: the process-shared lock tqdm would make for a progress bar here outlives the child's exit,
+    # and the parent ends with "resource_tracker: ... leaked semaphore objects". Bars in this one process
+    # need only a thread lock.
+    tqdm.set_lock(threading.RLock())
     try:
         fn, args, kwargs = pickle.loads(payload)  # imports fn's module (and torch) before the cap
         if memory_limit:
