@@ -306,6 +306,31 @@ def test_an_input_refused_as_it_is_read_is_one_line_without_a_progress_bar(capsy
         f"marker was reached); decompress it or fix the file"]
 
 
+def test_a_progress_bar_shows_nothing_within_its_delay_and_always_ends_its_line():
+    """Else the next message (an error line) is glued onto a bar that set_postfix had printed early."""
+    import io
+
+    from tokenmix.progress import Progress
+
+    now = [0.0]
+
+    def bar(at: float) -> tuple[Progress, io.StringIO]:
+        out = io.StringIO()
+        progress = Progress(total=2, file=out, mininterval=0)
+        progress.start_t, progress.last_print_t, progress._time = 0.0, 0.0, lambda: now[0]
+        now[0] = at
+        return progress, out
+
+    progress, out = bar(0.1)  # refreshed and closed within the delay: no line at all
+    progress.set_postfix_str("fnet L=16")
+    progress.close()
+    assert out.getvalue() == ""
+    progress, out = bar(0.6)  # shown by a refresh only, then closed (an error stops the job)
+    progress.set_postfix_str("fnet L=16")
+    progress.close()
+    assert "fnet L=16" in out.getvalue() and out.getvalue().endswith("\n")
+
+
 def test_predict_file_dash_reads_standard_input(monkeypatch):
     import io
     import types

@@ -13,7 +13,22 @@ from tqdm.auto import tqdm
 
 
 class Progress(tqdm):
-    """:class:`tqdm.auto.tqdm` with ``delay=0.5`` by default."""
+    """:class:`tqdm.auto.tqdm` with ``delay=0.5`` by default, and a delay that holds for ``refresh()``
+    (``set_postfix``, ``set_description``) too: tqdm's own delay only holds back ``update()``, and its
+    ``close()`` ends the line only after an ``update()`` printed, so a bar refreshed early was left
+    without its newline and the next message was glued onto it."""
 
     def __init__(self, *args: Any, delay: float = 0.5, **kwargs: Any) -> None:
+        self.shown = False
         super().__init__(*args, delay=delay, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool | None:
+        if not self.shown and self._time() < self.start_t + self.delay:
+            return True  # nothing yet: a bar closed within the delay leaves no line
+        self.shown = True
+        return super().display(msg, pos)
+
+    def close(self) -> None:
+        if self.shown:  # whatever printed it, the bar's line is ended
+            self.last_print_t: float = max(self.last_print_t, self.start_t + self.delay)
+        super().close()
