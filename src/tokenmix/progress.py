@@ -23,7 +23,7 @@ class Progress(tqdm):
         super().__init__(*args, delay=delay, **kwargs)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool | None:
-        if not self.shown and self._time() < self.start_t + self.delay:
+        if not self.shown and self.delay > 0 and self._time() < self.start_t + self.delay:
             return True  # nothing yet: a bar closed within the delay leaves no line
         self.shown = True
         return super().display(msg, pos)
