@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,11 @@ def require_values(config: Any, *names: str) -> None:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
             example = ",".join(map(str, default)) if isinstance(default, tuple) else default
             raise ValueError(f"{flag(name)} is empty; give at least one value, e.g. {flag(name)} {example}")
-        repeated = list(dict.fromkeys(v for v in values if list(values).count(v) > 1))
-        if repeated:
-            raise ValueError(f"{flag(name)} names {', '.join(map(str, repeated))} twice; give each value once")
+        refuse_repeats(flag(name), values, "value")
+
+
+def refuse_repeats(option: str, values: Sequence[Any], what: str) -> None:
+    """Refuse a list that names a value twice (``--models fnet,fnet``: measured or trained it twice)."""
+    repeated = list(dict.fromkeys(v for v in values if list(values).count(v) > 1))
+    if repeated:
+        raise ValueError(f"{option} names {', '.join(map(str, repeated))} twice; give each {what} once")

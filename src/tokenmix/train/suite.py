@@ -21,6 +21,7 @@ from tokenmix.benchmarks.glue_metrics import FLOOR_LABEL, FLOOR_NOTE, constant_b
 from tokenmix.benchmarks.superglue import SUPERGLUE_TABLE_COLUMNS
 from tokenmix.benchmarks.superglue_metrics import superglue_average
 from tokenmix.io.files import atomic_write, ensure_writable, read_json, write_json
+from tokenmix.options import refuse_repeats
 from tokenmix.reporting import paper
 from tokenmix.reporting.tables import render_table
 from tokenmix.text.classifier import TextClassifier
@@ -32,9 +33,7 @@ from tokenmix.train.supervised import claim_sweep_dir
 def _tasks(config: GlueConfig, benchmark: str) -> list[str]:
     if config.tasks:
         chosen = [get_adapter(benchmark, name).name for name in config.tasks]
-        repeated = sorted({name for name in chosen if chosen.count(name) > 1})
-        if repeated:  # the second run of a task would be refused only after the first had trained
-            raise ValueError(f"--tasks names {', '.join(repeated)} twice; give each task once")
+        refuse_repeats("--tasks", chosen, "task")  # its second run would be refused only after the first trained
         return chosen
     root = Path(config.data_dir)
     if not root.is_dir():
