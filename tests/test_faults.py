@@ -306,7 +306,7 @@ def test_an_input_refused_as_it_is_read_is_one_line_without_a_progress_bar(capsy
         f"marker was reached); decompress it or fix the file"]
 
 
-def test_a_progress_bar_shows_nothing_within_its_delay_and_always_ends_its_line():
+def test_a_progress_bar_waits_out_its_delay_ends_its_line_and_is_wiped_by_an_error():
     """Else the next message (an error line) is glued onto a bar that set_postfix had printed early."""
     import io
 
@@ -329,6 +329,16 @@ def test_a_progress_bar_shows_nothing_within_its_delay_and_always_ends_its_line(
     progress.set_postfix_str("fnet L=16")
     progress.close()
     assert "fnet L=16" in out.getvalue() and out.getvalue().endswith("\n")
+    progress, out = bar(0.6)  # shown, then an error stops the job it serves: the bar is wiped
+    with pytest.raises(ValueError), progress:
+        progress.update()
+        raise ValueError("corrupt input")
+    assert out.getvalue().endswith("\r") and out.getvalue().rsplit("\r", 2)[-2].strip() == ""
+    progress, out = bar(0.6)  # Ctrl-C keeps the bar: it says how far the run got
+    with pytest.raises(KeyboardInterrupt), progress:
+        progress.update()
+        raise KeyboardInterrupt
+    assert "1/2" in out.getvalue().splitlines()[-1] and out.getvalue().endswith("\n")
 
 
 def test_predict_file_dash_reads_standard_input(monkeypatch):

@@ -1,12 +1,13 @@
-"""tokenmix's progress bars: tqdm's, shown only after half a second.
+"""tokenmix's progress bars: tqdm's, shown only after half a second and wiped when an error stops them.
 
-A run that ends at once, e.g. on an input refused as it is first read, then leaves one error line on
-stderr rather than that line after the line of a bar that had only just started; every real job still
-gets its bar.
+A job refused on bad input then leaves one error line on stderr, not that line after a bar's: a bar
+stopped within half a second never printed, and one that had printed is erased when the ``with`` block
+it serves ends in an exception. Every job that runs to its end keeps its bar.
 """
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -32,3 +33,9 @@ class Progress(tqdm):
         if self.shown:  # whatever printed it, the bar's line is ended
             self.last_print_t: float = max(self.last_print_t, self.start_t + self.delay)
         super().close()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None and issubclass(exc_type, Exception):
+            self.leave = False  # the error message that follows stands alone (Ctrl-C keeps the bar)
+        super().__exit__(exc_type, exc, tb)
