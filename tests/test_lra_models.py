@@ -153,6 +153,7 @@ def test_lra_run_eval_and_table_end_to_end(tmp_path, capsys):
     record = json.loads(result.read_text())
     assert record["examples"] == 2 and record["accuracy"] == pytest.approx(summary["test_accuracy"])
     assert record["root_op_baseline"] == 1.0  # fitted on the two test rows themselves (one per operator)
+    assert record["data_dir"] == str(FIXTURES / "listops")  # the table names where the scored data came from
     scored = {}  # --split all scores every example of the folder: the three splits' counts together
     for split in ("train", "val", "test", "all"):
         assert main(["lra", "eval", "listops", "--checkpoint", str(out), "--data-dir", str(FIXTURES / "listops"),
@@ -204,9 +205,9 @@ def test_lra_table_marks_budget_unmeasured_and_unavailable_cells(tmp_path):
     assert "- Retrieval: AAN pairs not available here (reader tested on a fixture)" in text
     (tmp_path / "pf").mkdir()
     (tmp_path / "pf" / table.TRANSFER).write_text(json.dumps({"examples": 2000, "split": "all", "accuracy": 0.5525,
-                                                              "majority_baseline": 0.503}))
+                                                              "majority_baseline": 0.503, "data_dir": "pf-original"}))
     text = table.format_table(table.collect([{**short, "path": str(tmp_path / "pf")}]))
-    assert "- fnet Pathfinder on 2,000 examples made elsewhere (transfer.json, split all): 55.25% (majority class 50.3%)" in text
+    assert "- fnet Pathfinder on 2,000 examples of pf-original (transfer.json, split all): 55.25% (majority class 50.3%)" in text
     costs = table.format_costs(table.collect([full, lra_record("text", "bert", 0.58, 1200, best_step=900, train_seconds=2700.0,
                                                                steps_per_s=0.444, peak_memory_mib=2100.4,
                                                                majority_baseline=0.5, device="cpu (1 threads)")]))

@@ -16,7 +16,7 @@ from tokenmix.lra.pathfinder import GENERATOR_VERSION
 from tokenmix.lra.tasks import TABLE_COLUMNS, TASKS, lra_model_config
 
 SUMMARY = "summary.json"  # written by `lra run` (tokenmix.lra.run)
-# Beside a summary: `lra eval --json` of the run's model on data made elsewhere (results/lra/runs.sh transfer:
+# Beside a summary: `lra eval --json` of the run's model on another data folder (results/lra/runs.sh transfer:
 # Pathfinder images of the original generator), so the table says whether the cell's skill transfers.
 TRANSFER = "transfer.json"
 
@@ -135,7 +135,8 @@ def format_table(table: dict[str, dict[str, dict[str, Any]]]) -> str:
                 notes.append(f"{model} {TASKS[name].title}: " + ", ".join(short))
             if (transfer := Path(record["path"]) / TRANSFER).is_file():
                 t = read_json(transfer)
-                notes.append(f"{model} {TASKS[name].title} on {t['examples']:,} examples made elsewhere ({TRANSFER}, "
+                notes.append(f"{model} {TASKS[name].title} on {t['examples']:,} examples of "
+                             f"{t.get('data_dir', 'another data folder')} ({TRANSFER}, "
                              f"split {t['split']}): {100 * t['accuracy']:.2f}% (majority class {100 * t['majority_baseline']:.1f}%)")
         lines.append(row(model, scores, marks))
     for model, paper in PAPER.items():
