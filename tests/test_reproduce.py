@@ -133,6 +133,9 @@ def test_report_checks_the_papers_claims_with_our_ratios():
     assert "FNet on the speed-accuracy Pareto front: yes" in claims
     assert "- Sparse Mixer: 102% of BERT's GLUE average, training step 2.00x faster (paper: slightly" in claims
     assert "- Fast Sparse Mixer: 98% of BERT's GLUE average, training step 1.25x slower (paper: within 0.2%" in claims
+    assert "The Sparse Mixers are deeper than BERT" in claims
+    dense = {m: g for m, g in glue.items() if "sparse" not in m}
+    assert "Sparse Mixer" not in "\n".join(_claims(runs, dense, step_ms, {"fnet": True}))  # a study without them
 
 
 def test_equal_steps_section_says_so_when_no_step_is_shared(tmp_path):
