@@ -246,3 +246,28 @@ def test_deadline_interrupts_outside_training_and_restores_the_handler():
     with study.Deadline(None) as idle:
         pass
     assert not idle.fired
+
+
+def test_a_stage_continued_across_invocations_reports_its_whole_time(tmp_path, monkeypatch):
+    """The budget scale runs in --max-time chunks: a stage cut short keeps the seconds it spent and the
+    invocation that finishes it adds its own (only the last chunk's time was reported)."""
+    from tokenmix.reproduce.writeup import stage_lines
+
+    clock = iter([0.0, 0.0, 100.0, 100.0, 100.0, 300.0, 300.0])  # per invocation: start, stage begins, ends
+    monkeypatch.setattr(study.time, "perf_counter", lambda: next(clock))
+    write_json(tmp_path / study.MARKER, {"config": {}, "stages": [{"stage": "corpus", "status": "cached"}]})
+    output = tmp_path / "done.txt"
+
+    def cut_short() -> None:
+        raise KeyboardInterrupt  # what --max-time sends
+
+    with pytest.raises(KeyboardInterrupt):
+        study.Stages(tmp_path, None).run("pretrain fnet", output, cut_short)
+    stages = json.loads((tmp_path / study.MARKER).read_text())["stages"]
+    assert stages[-1] == {"stage": "pretrain fnet", "status": "interrupted", "seconds": 100.0}
+    assert stage_lines(stages) == ["- stages: pretrain fnet (100 s so far), 1 more without a recorded time"]
+    study.Stages(tmp_path, None).run("pretrain fnet", output, lambda: output.write_text("x"))
+    stages = json.loads((tmp_path / study.MARKER).read_text())["stages"]
+    assert stages[-1] == {"stage": "pretrain fnet", "status": "ran", "seconds": 300.0}  # 100 + 200
+    study.Stages(tmp_path, None).run("pretrain fnet", output, cut_short)  # finished: cached, its time kept
+    assert json.loads((tmp_path / study.MARKER).read_text())["stages"][-1]["seconds"] == 300.0

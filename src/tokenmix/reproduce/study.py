@@ -112,12 +112,22 @@ class Stages:
             return
         left = "" if self.budget is None else f" ({self.remaining / 60:.1f} min of the budget left)"
         print(f"[reproduce] {name}{left} ...", file=sys.stderr)
-        began = time.perf_counter()
-        work()
-        entry = {"stage": name, "status": "ran", "seconds": round(time.perf_counter() - began, 1)}
-        self.log.append(entry)
-        # recorded at once: a study runs in chunks, and an invocation cut short keeps the stages it finished
+        began, status = time.perf_counter(), "interrupted"
+        try:
+            work()
+            status = "ran"
+        finally:
+            self._record(name, status, time.perf_counter() - began)
+
+    def _record(self, name: str, status: str, seconds: float) -> None:
+        """Write the stage's time to the marker at once: a study runs in chunks (``--max-time``), so a stage
+        cut short keeps the seconds it spent and the invocation that continues it adds its own."""
         marker = read_json(self.out / MARKER)
+        before: dict[str, Any] = next((e for e in marker.get("stages", []) if e["stage"] == name), {})
+        if before.get("status") == "interrupted":
+            seconds += before.get("seconds", 0.0)
+        entry = {"stage": name, "status": status, "seconds": round(seconds, 1)}
+        self.log.append(entry)
         marker["stages"] = [*(e for e in marker.get("stages", []) if e["stage"] != name), entry]
         write_json(self.out / MARKER, marker)
 

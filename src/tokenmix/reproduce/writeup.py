@@ -419,8 +419,12 @@ def command_line(config: ReproduceConfig) -> str:
 
 
 def stage_lines(stages: list[dict[str, Any]]) -> list[str]:
-    """The time of each stage, as the invocation that ran it measured it."""
-    timed = [f"{s['stage']} ({s['seconds']:,.0f} s)" for s in stages if "seconds" in s]
+    """The time of each stage, summed over the invocations that worked on it; a stage in progress says so."""
+    timed = [f"{s['stage']} ({s['seconds']:,.0f} s{' so far' if s['status'] == 'interrupted' else ''})"
+             for s in stages if "seconds" in s]
+    untimed = sum("seconds" not in s for s in stages)  # finished by a version that did not record times
+    if untimed:
+        timed.append(f"{untimed} more without a recorded time")
     return [f"- stages: {', '.join(timed)}"] if timed else []
 
 
