@@ -144,7 +144,8 @@ def run_eval(config: LRAEvalConfig) -> dict[str, Any]:
     with autocast(config.precision, device):
         scores = accuracy(model, split, config.batch_size)
     result = {"task": config.task, "checkpoint": config.checkpoint, "data_dir": config.data_dir or "generated",
-              "split": config.split, "examples": len(split), **scores, "majority_baseline": majority(split), "data": split.stats, "model": model.config.variant}
+              "split": config.split, "examples": len(split), **scores, "majority_baseline": majority(split),
+              "data": split.stats, "model": model.config.variant}
     if config.task == "listops":  # the rule fitted on the scored split itself: how lucky the split is for it
         result["root_op_baseline"] = root_op_baseline(split, split, pooling)
     if config.json:
